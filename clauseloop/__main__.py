@@ -1,0 +1,3 @@
+from clauseloop.cli import main
+
+main()

@@ -1,0 +1,39 @@
+"""The `clauseloop` command: a thin typer + rich layer over the library.
+
+Each command group lives in its own module and is registered here; the library never prints, the CLI does.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from clauseloop.cli import data as data_commands
+from clauseloop.cli import models as model_commands
+from clauseloop.cli import run as run_command
+
+app = typer.Typer(
+    name="clauseloop",
+    help="Contract review on CUAD: a DSPy program, optimized, distilled into a local student, and kept improving.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data_commands.app, name="data")
+app.add_typer(model_commands.app, name="models")
+app.command("run")(run_command.run)
+
+
+@app.callback()
+def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress from the library.")) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False)],
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,37 @@
+"""Helpers shared by CLI commands: consoles, clean error exits, JSON output."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+DATA_HELP = "CUAD file (CUADv1.json, test.json, train_separate_questions.json, .gz), 'hub:NAME', or omit for the demo."
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a one-line error (no traceback: the message says how to fix it) and exit."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def print_json(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+def load_data_or_fail(path: str | None, lenient: bool = False):
+    """Load a dataset for a command, turning user mistakes into clean messages."""
+    from clauseloop.data import CuadFormatError, load_cuad
+
+    try:
+        dataset = load_cuad(path, lenient=lenient)
+    except (CuadFormatError, FileNotFoundError) as error:
+        fail(str(error))
+    for problem in dataset.skipped:
+        err_console.print(f"[yellow]skipped:[/] {problem}", highlight=False)
+    return dataset

@@ -1,0 +1,1 @@
+"""Retrieval over contracts: offset-preserving chunks, dense/lexical/hybrid indexes, a DSPy retriever."""
