@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from clauseloop.cli.common import console, fail
+from clauseloop.cli.common import console, err_console, fail
 
 app = typer.Typer(help="The offline model store.", no_args_is_help=True)
 
@@ -16,13 +16,17 @@ def list_models() -> None:
     from clauseloop.models import NAMED_MODELS, ModelNotAvailable, cache_root
     from clauseloop.models.store import _package_dir
 
-    table = Table("name", "kind", "package", "installed", "description")
+    table = Table()
+    table.add_column("name", no_wrap=True)  # names are what users type: never truncate them
+    table.add_column("kind", no_wrap=True)
+    table.add_column("installed")
+    table.add_column("description")
     for info in NAMED_MODELS.values():
         try:
             installed = "yes" if _package_dir(info.package) else "no"
         except ModelNotAvailable:
             installed = "[red]no[/]"
-        table.add_row(info.name, info.kind, info.package, installed, info.description)
+        table.add_row(info.name, info.kind, installed, f"{info.description}; pip package {info.package}")
     console.print(table)
     console.print(f"cache: {cache_root()}  (set CLAUSELOOP_CACHE to move it); any local directory or hub id also works")
 
@@ -34,7 +38,7 @@ def prepare(name: str = typer.Argument(..., help="A named model, a local directo
     from clauseloop.models import prepare as prepare_model
 
     try:
-        with console.status(f"preparing {name} (the first time converts it; ~40 s)"):
+        with err_console.status(f"preparing {name} (the first time converts it; ~40 s)"):
             prepared = prepare_model(name)
     except ModelNotAvailable as error:
         fail(str(error))
@@ -52,7 +56,7 @@ def generate(
     from clauseloop.models import ModelNotAvailable, generate_text
 
     try:
-        with console.status(f"loading {name} and generating"):
+        with err_console.status(f"loading {name} and generating"):
             text = generate_text(name, prompt, max_new_tokens=max_new_tokens)
     except ModelNotAvailable as error:
         fail(str(error))

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.panel import Panel
 
-from clauseloop.cli.common import DATA_HELP, console, print_json
+from clauseloop.cli.common import DATA_HELP, console, err_console, print_json
 
 
 def run(
@@ -18,7 +18,7 @@ def run(
     """Run the main job: load contracts, prepare local models, report statistics, ask the student."""
     from clauseloop.loop import RunConfig, run_main_job
 
-    with console.status("running the main job (first run converts the local model, ~40 s)"):
+    with err_console.status("running the main job (first run converts the local model, ~40 s)"):
         report = run_main_job(RunConfig(data=data, student=student))
     if as_json:
         print_json(report)

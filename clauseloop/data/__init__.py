@@ -4,6 +4,7 @@ from clauseloop.data.categories import (
     BUILTIN_CATEGORIES,
     CATEGORY_NAMES,
     Category,
+    canonical_name,
     category_from_question,
     get_category,
     load_categories,
@@ -14,7 +15,7 @@ from clauseloop.data.records import ClauseQuestion, Contract, CuadDataset, Span
 from clauseloop.data.split import SplitConfig, split_dataset, split_of
 
 __all__ = [
-    "BUILTIN_CATEGORIES", "CATEGORY_NAMES", "Category", "category_from_question", "get_category", "load_categories",
+    "BUILTIN_CATEGORIES", "CATEGORY_NAMES", "Category", "canonical_name", "category_from_question", "get_category", "load_categories",
     "question_for", "CuadFormatError", "demo_path", "load_cuad", "load_hub", "parse_hub_rows", "parse_squad",
     "ClauseQuestion", "Contract", "CuadDataset", "Span", "SplitConfig", "split_dataset", "split_of",
 ]

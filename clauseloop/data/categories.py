@@ -119,6 +119,12 @@ def get_category(name: str) -> Category:
     return found
 
 
+def canonical_name(name: str, categories: tuple[Category, ...] = BUILTIN_CATEGORIES) -> str:
+    """The catalogue spelling of a category; CUAD's own files title-case some ("Cap On Liability")."""
+    folded = name.strip().lower()
+    return next((c.name for c in categories if c.name.lower() == folded), name.strip())
+
+
 def question_for(category: Category) -> str:
     """The question text CUAD asks for a category."""
     return QUESTION_TEMPLATE.format(name=category.name, description=category.description)

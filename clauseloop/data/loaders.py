@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from clauseloop.data.categories import BUILTIN_CATEGORIES, Category, category_from_question
+from clauseloop.data.categories import BUILTIN_CATEGORIES, Category, canonical_name, category_from_question
 from clauseloop.data.records import ClauseQuestion, Contract, CuadDataset, Span
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,8 @@ class _DatasetBuilder:
 
     def __init__(self, problems: _Problems, categories: Iterable[Category] | None):
         self.problems = problems
-        self.descriptions = {c.name: c.description for c in (categories or BUILTIN_CATEGORIES)}
+        self.categories = tuple(categories or BUILTIN_CATEGORIES)
+        self.descriptions = {c.name: c.description for c in self.categories}
         self.contracts: dict[str, Contract] = {}
         self.questions: dict[str, ClauseQuestion] = {}
         self.raw_ids: set[str] = set()
@@ -250,7 +251,8 @@ class _DatasetBuilder:
         return tuple(spans)
 
     def _question(self, contract: Contract, qid: str, qa: dict, spans: tuple[Span, ...]) -> ClauseQuestion:
-        category = category_from_question(qa["question"]) or qid.rpartition("__")[2]
+        raw_category = category_from_question(qa["question"]) or qid.rpartition("__")[2]
+        category = canonical_name(raw_category, self.categories)
         details = _DETAILS.search(qa["question"])
         description = self.descriptions.get(category) or (details.group("details").strip() if details else "")
         return ClauseQuestion(

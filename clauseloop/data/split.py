@@ -39,10 +39,6 @@ def assign_splits(titles: list[str], config: SplitConfig = SplitConfig()) -> dic
     ordered = sorted(set(titles), key=lambda title: _title_key(title, config.salt))
     n_train = round(config.train * len(ordered))
     n_dev = round(config.dev * len(ordered))
-    if len(ordered) >= 3 and config.dev > 0 and config.test > 0:
-        # A tiny corpus still gets at least one contract in dev and test.
-        n_dev = max(n_dev, 1)
-        n_train = min(n_train, len(ordered) - n_dev - 1)
     assignment = {}
     for rank, title in enumerate(ordered):
         assignment[title] = "train" if rank < n_train else "dev" if rank < n_train + n_dev else "test"
