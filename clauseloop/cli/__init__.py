@@ -10,8 +10,11 @@ import logging
 import typer
 
 from clauseloop.cli import data as data_commands
+from clauseloop.cli import index as index_commands
 from clauseloop.cli import models as model_commands
+from clauseloop.cli import program as program_commands
 from clauseloop.cli import run as run_command
+from clauseloop.cli import serve as serve_command
 
 app = typer.Typer(
     name="clauseloop",
@@ -21,7 +24,11 @@ app = typer.Typer(
 )
 app.add_typer(data_commands.app, name="data")
 app.add_typer(model_commands.app, name="models")
+app.add_typer(index_commands.app, name="index")
 app.command("run")(run_command.run)
+app.command("evaluate")(program_commands.evaluate)
+app.command("ask")(program_commands.ask)
+app.command("serve-lm")(serve_command.serve_lm)
 
 
 @app.callback()

@@ -19,7 +19,6 @@ import gzip
 import json
 import logging
 import re
-from collections import defaultdict
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from functools import lru_cache
 
 from clauseloop.models.store import prepare
@@ -36,9 +37,17 @@ def load_causal_lm(name_or_path: str, *, adapter: str | None = None, dtype: str 
     return model, tokenizer
 
 
-@lru_cache(maxsize=4)
+_EMBEDDER_LOCK = threading.Lock()
+
+
 def load_embedder(name_or_path: str = "minilm-l6", device: str = "cpu"):
-    """A cached SentenceTransformer: embedders are loaded once per process."""
+    """A cached SentenceTransformer: loaded once per process, even when many threads ask at once."""
+    with _EMBEDDER_LOCK:
+        return _load_embedder(name_or_path, device)
+
+
+@lru_cache(maxsize=4)
+def _load_embedder(name_or_path: str, device: str):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(prepare(name_or_path).path, device=device)

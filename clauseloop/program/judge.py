@@ -150,20 +150,10 @@ def contract_excerpt(contract_text: str | None, spans: Sequence[PredictedSpan], 
 
 
 def resolve_judge_lm(role: str) -> Any:
-    """The LM for ``role`` from ``clauseloop.engine.make_lm`` if the engine has it, else the configured DSPy LM."""
-    try:
-        from clauseloop.engine import make_lm  # optional: the engine may not provide roles
-    except ImportError:
-        make_lm = None
-    if make_lm is not None:
-        return make_lm(role)
-    if dspy.settings.lm is None:
-        raise RuntimeError(
-            f"no LM for the {role!r} judge: pass ClauseJudge(lm=dspy.LM(...)) or call dspy.configure(lm=...) first"
-        )
-    logger.warning("clauseloop.engine.make_lm is unavailable: the judge uses the configured DSPy LM, which is "
-                   "probably the answering model; pass ClauseJudge(lm=...) to judge with another model")
-    return dspy.settings.lm
+    """The LM of ``role`` (default "judge") from the roles config: its own model, not the answering one."""
+    from clauseloop.engine.roles import lm_for
+
+    return lm_for(role)
 
 
 class ClauseJudge(dspy.Module):

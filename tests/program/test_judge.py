@@ -110,16 +110,11 @@ def test_judge_uses_its_own_lm_not_the_answering_one():
     assert JudgeConfig().role == "judge"
 
 
-def test_without_lm_or_engine_the_judge_falls_back_or_explains(monkeypatch, caplog):
-    import clauseloop.engine
-
-    monkeypatch.delattr(clauseloop.engine, "make_lm", raising=False)
-    with dspy.context(lm=None), pytest.raises(RuntimeError, match="ClauseJudge\\(lm="):
-        resolve_judge_lm("judge")
-    fallback = DummyLM([{"rationale": "ok", "score": "1"}])
-    with dspy.context(lm=fallback):
-        assert ClauseJudge()(**INPUTS).score == 1.0
-    assert "answering model" in caplog.text
+def test_judge_lm_comes_from_the_judge_role(monkeypatch):
+    monkeypatch.setenv("CLAUSELOOP_JUDGE", "openai/judge-model")
+    monkeypatch.setenv("CLAUSELOOP_STUDENT", "openai/student-model")
+    lm = resolve_judge_lm("judge")
+    assert isinstance(lm, dspy.LM) and lm.model == "openai/judge-model"
 
 
 def test_judge_inputs_take_an_excerpt_around_located_spans():

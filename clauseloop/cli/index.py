@@ -1,0 +1,126 @@
+"""`clauseloop index ...`: build, search and evaluate passage indexes over contracts."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from clauseloop.cli.common import DATA_HELP, console, fail, load_data_or_fail, print_json
+
+app = typer.Typer(help="Passage indexes over contracts: build, search, evaluate span recall.", no_args_is_help=True)
+
+DEFAULT_DIR = "runs/index"
+MODE_HELP = "dense (MiniLM + faiss), lexical (BM25) or hybrid (both, fused by reciprocal rank)."
+
+
+def _config(mode: str, max_chars: int, overlap: int, embedder: str):
+    from clauseloop.retrieval.chunking import ChunkConfig
+    from clauseloop.retrieval.index import IndexConfig
+
+    try:
+        return IndexConfig(embedder=embedder, chunking=ChunkConfig(max_chars, overlap), mode=mode)
+    except ValueError as error:
+        fail(str(error))
+
+
+def _load(directory: str):
+    from clauseloop.retrieval.store import IndexStoreError, load_index
+
+    try:
+        return load_index(directory)
+    except IndexStoreError as error:
+        fail(str(error))
+
+
+@app.command()
+def build(
+    data: Optional[str] = typer.Argument(None, help=DATA_HELP),
+    out: str = typer.Option(DEFAULT_DIR, "--out", help="Index directory (updated incrementally if it exists)."),
+    mode: str = typer.Option("hybrid", help="Default search mode stored in the index: " + MODE_HELP),
+    split: str = typer.Option("all", help="Index only the contracts of one split: train, dev, test or all."),
+    max_chars: int = typer.Option(600, help="Longest passage, in characters."),
+    overlap: int = typer.Option(300, help="Characters shared by neighbouring passages."),
+    embedder: str = typer.Option("minilm-l6", help="Sentence embedder: a named model or a local directory."),
+) -> None:
+    """Chunk and embed contracts; only new or changed contracts are re-embedded."""
+    from clauseloop.data import split_of
+    from clauseloop.retrieval.store import IndexStoreError, build_index_dir
+
+    config = _config(mode, max_chars, overlap, embedder)
+    try:
+        dataset = split_of(load_data_or_fail(data), split)
+        index = build_index_dir(dataset.contracts.values(), out, config, progress=True)
+    except (ValueError, IndexStoreError) as error:
+        fail(str(error))
+    stats = index.build_stats
+    console.print(
+        f"[bold]{out}[/]: {stats.contracts} contracts, {stats.passages} passages "
+        f"(embedded {stats.embedded_contracts} contracts / {stats.embedded_passages} passages, reused "
+        f"{stats.reused_contracts}, removed {stats.removed_contracts}) in {stats.seconds:.1f}s"
+    )
+
+
+@app.command()
+def search(
+    directory: str = typer.Argument(..., help="An index directory from `clauseloop index build`."),
+    query: str = typer.Argument(..., help="Free text, or a CUAD category name (expanded with its hint terms)."),
+    contract: Optional[str] = typer.Option(None, "--contract", help="Search only this contract (its id/title)."),
+    k: int = typer.Option(5, "--k", min=1, help="Passages to return."),
+    mode: Optional[str] = typer.Option(None, help=MODE_HELP + " Default: the index's mode."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """The top-k passages for a query, with contract id, character offsets and score."""
+    from clauseloop.data.categories import get_category
+    from clauseloop.retrieval.queries import CategoryQueryBuilder
+
+    index = _load(directory)
+    try:
+        get_category(query)
+        search_query = CategoryQueryBuilder()(query)
+    except KeyError:
+        search_query = query
+    try:
+        hits = index.search(search_query, k, contract_id=contract, mode=mode)
+    except (KeyError, ValueError) as error:
+        fail(str(error).strip("'\""))
+    if as_json:
+        print_json([hit.to_dict() for hit in hits])
+        return
+    for rank, hit in enumerate(hits, 1):
+        p = hit.passage
+        console.print(f"[bold]{rank}.[/] {p.contract_id} [{p.start}:{p.end}] score {hit.score:.4f}", highlight=False)
+        console.print(f"   {p.text}", highlight=False)
+
+
+@app.command("eval")
+def evaluate(
+    directory: str = typer.Argument(..., help="An index directory built over the same data."),
+    data: Optional[str] = typer.Argument(None, help=DATA_HELP),
+    split: str = typer.Option("dev", help="Questions of this split: dev, test, train or all."),
+    ks: str = typer.Option("1,5,10", "--k", help="Comma-separated k values."),
+    mode: Optional[str] = typer.Option(None, help=MODE_HELP + " Default: the index's mode."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Span recall@k: share of gold spans ≥ 50 % covered by the top-k passages of their own contract."""
+    from clauseloop.data import split_of
+    from clauseloop.retrieval.evaluate import evaluate_index
+
+    try:
+        k_values = tuple(int(part) for part in ks.split(",") if part.strip())
+        questions = split_of(load_data_or_fail(data), split).questions
+        report = evaluate_index(_load(directory), questions, k_values, mode=mode, progress=not as_json)
+    except ValueError as error:
+        hint = " (--k takes comma-separated positive integers, e.g. 1,5,10)" if "int" in str(error) else ""
+        fail(f"{error}{hint}")
+    result = report.to_dict()
+    if as_json:
+        print_json(result)
+        return
+    overall = "  ".join(f"recall@{k} {report.recall(k):.3f}" for k in report.ks)
+    console.print(f"[bold]{split}[/]: {report.questions} answerable questions, {report.spans} gold spans  {overall}")
+    table = Table("category", "spans", *[f"@{k}" for k in report.ks])
+    for name, row in result["per_category"].items():
+        table.add_row(name, str(row["spans"]), *[f"{row[f'recall@{k}']:.2f}" for k in report.ks])
+    console.print(table)

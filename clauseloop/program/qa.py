@@ -1,0 +1,188 @@
+"""`ContractQA`: the grounded DSPy RAG program that teleprompters optimize and the student is distilled from.
+
+For one contract and one category (or a free question) it retrieves a few passages *from that contract*, asks the
+LM to quote the clauses about the category verbatim (or say NONE), and grounds every quote in the contract text
+(see :mod:`clauseloop.program.grounding`). The prediction carries ``spans`` (``PredictedSpan`` with offsets and a
+confidence), the ``passages`` shown, the raw ``answer`` and ``dropped`` (quotes that could not be located).
+
+Confidence in [0, 1] = LM certainty × retrieval support:
+
+* LM certainty is the geometric-mean probability of the generated tokens, ``exp(mean logprob)``, when the LM
+  reports log-probabilities (``LocalLM`` does with ``logprobs=True``); otherwise 1; and 0.5 when the reply broke
+  the output format and was grounded from its raw text (quotes in it still count if they are contract text).
+* Retrieval support is ``(k - rank) / k`` for a span inside the passage at ``rank`` (0 = best), and ``1 / (2k)``
+  for a span the LM quoted from elsewhere in the contract.
+
+This ranks spans for CUAD's precision-recall curve (AUPR) without a second LM call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+
+from clauseloop.data import CATEGORY_NAMES, Contract, get_category
+from clauseloop.program.grounding import ground
+from clauseloop.program.types import PredictedSpan
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QAConfig:
+    """Settings of the QA program; defaults suit the 135M local student on a 2-core CPU (short prompts)."""
+
+    k: int = 3  # passages shown to the LM
+    max_description_chars: int = 240  # the category description as the LM sees it
+    max_tokens: int = 96  # the LM's answer budget: a clause or two (decode dominates review time on CPU)
+    logprobs: bool = True  # ask the LM for token log-probs (confidence); ignored by LMs that cannot
+    review_threads: int = 16  # concurrent requests in review(): the engine batches them
+
+
+class ExtractClauses(dspy.Signature):
+    """Quote word for word the sentences of the contract passages that are about the clause category.
+    Put each quote on its own line. If no passage is about the category, answer NONE."""
+
+    category: str = dspy.InputField(desc="the clause category and what it covers")
+    passages: str = dspy.InputField(desc="numbered passages from one contract")
+    clauses: str = dspy.OutputField(desc="verbatim quotes from the passages, one per line, or NONE")
+
+
+Retriever = Callable[[Contract, str, int], Sequence[Any]]
+
+
+class _Shared:
+    """Contracts and retriever are shared by every copy of a program (teleprompters deepcopy programs a lot)."""
+
+    def __init__(self, contracts: Mapping[str, Contract], retriever: Retriever | None):
+        self.contracts, self.retriever = dict(contracts), retriever
+
+    def __deepcopy__(self, memo: dict) -> "_Shared":
+        return self
+
+
+def category_prompt(category: str | None, question: str | None, max_chars: int) -> str:
+    """What the LM reads as its task: a known category with its official description, or the free question."""
+    if category and category in CATEGORY_NAMES:
+        description = get_category(category).description
+        text = f"{category}: {description}"
+    else:
+        text = question or category or ""
+    return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+
+
+def search_query(category: str | None, question: str | None) -> Any:
+    """A known category gets the retrieval package's category query (hints, lead prior); else the question."""
+    from clauseloop.retrieval import category_query
+
+    if category and category in CATEGORY_NAMES:
+        return category_query(category)
+    return question or category or ""
+
+
+def format_passages(passages: Sequence[Any]) -> str:
+    return "\n".join(f"[{number}] {' '.join(p.text.split())}" for number, p in enumerate(passages, start=1))
+
+
+def lm_certainty(prediction: Any) -> float:
+    """exp(mean token logprob) of the completion, or 1.0 when the LM gave no log-probs."""
+    logprobs = getattr(prediction, "logprobs", None) or (prediction.get("logprobs") if isinstance(prediction, dict) else None)
+    content = logprobs.get("content") if isinstance(logprobs, dict) else getattr(logprobs, "content", None)
+    values = [
+        token.get("logprob") if isinstance(token, dict) else getattr(token, "logprob", None) for token in content or []
+    ]
+    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return math.exp(sum(values) / len(values)) if values else 1.0
+
+
+def retrieval_support(start: int, end: int, passages: Sequence[Any]) -> float:
+    k = max(len(passages), 1)
+    for rank, passage in enumerate(passages):
+        if passage.start <= start and end <= passage.end:
+            return (k - rank) / k
+    return 1 / (2 * k)
+
+
+class ContractQA(dspy.Module):
+    """Retrieve from one contract, quote the clauses about a category, ground them with offsets."""
+
+    def __init__(
+        self,
+        contracts: Mapping[str, Contract] | None = None,
+        retriever: Retriever | None = None,
+        config: QAConfig = QAConfig(),
+    ):
+        super().__init__()
+        self.config = config
+        self.shared = _Shared(contracts or {}, retriever)
+        self.extract = dspy.Predict(ExtractClauses)
+
+    def add_contracts(self, contracts: Mapping[str, Contract]) -> None:
+        self.shared.contracts.update(contracts)
+
+    def retrieve(self, contract: Contract, category: str | None, question: str | None) -> list[Any]:
+        """Passages (``.text``, ``.start``, ``.end``) of ``contract`` for the category or question, best first."""
+        query = search_query(category, question)
+        if self.shared.retriever is not None:
+            return list(self.shared.retriever(contract, query, self.config.k))
+        from clauseloop.retrieval import retrieve_in_contract
+
+        return [hit.passage for hit in retrieve_in_contract(contract, query, self.config.k)]
+
+    def forward(
+        self,
+        contract_id: str | None = None,
+        category: str | None = None,
+        question: str | None = None,
+        contract: Contract | None = None,
+    ) -> dspy.Prediction:
+        contract = contract or self._contract(contract_id)
+        passages = self.retrieve(contract, category, question)
+        # Stop at the adapter's end marker: small LMs otherwise repeat themselves up to max_tokens.
+        lm_kwargs = {"max_tokens": self.config.max_tokens, "stop": ["[[ ## completed"]}
+        if self.config.logprobs:
+            lm_kwargs["logprobs"] = True
+        # Without a configured adapter, no JSON retry: a small LM that ignores the chat format rarely writes
+        # JSON either, and the retry doubles the cost. Its raw reply is still grounded below.
+        adapter = dspy.settings.adapter or dspy.ChatAdapter(use_json_adapter_fallback=False)
+        try:
+            with dspy.context(adapter=adapter):
+                prediction = self.extract(
+                    category=category_prompt(category, question, self.config.max_description_chars),
+                    passages=format_passages(passages),
+                    config=lm_kwargs,
+                )
+            answer, certainty, parse_failed = prediction.clauses, lm_certainty(prediction), False
+        except AdapterParseError as error:
+            answer, certainty, parse_failed = str(error.lm_response or ""), 0.5, True
+            logger.debug("unparseable answer for %s / %s; grounding the raw reply", contract.id, category)
+        windows = [(p.start, p.end) for p in passages]
+        located, dropped = ground(answer, contract.text, windows)
+        spans = [
+            PredictedSpan(s.text, s.start, s.end, round(certainty * retrieval_support(s.start, s.end, passages), 6))
+            for s in located
+        ]
+        return dspy.Prediction(
+            spans=spans, passages=passages, answer=answer, dropped=dropped, parse_failed=parse_failed
+        )
+
+    def _contract(self, contract_id: str | None) -> Contract:
+        if contract_id in self.shared.contracts:
+            return self.shared.contracts[contract_id]
+        raise KeyError(
+            f"unknown contract {contract_id!r}: pass contract=Contract(...) or give the program the contracts "
+            "(ContractQA(contracts=dataset.contracts) / program.add_contracts(...))"
+        )
+
+    def review(self, contract: Contract, categories: Sequence[str] = CATEGORY_NAMES) -> dict[str, dspy.Prediction]:
+        """All categories for one contract, issued concurrently so the LM engine can batch them."""
+        examples = [dspy.Example(contract=contract, category=c).with_inputs("contract", "category") for c in categories]
+        results = self.batch(
+            examples, num_threads=self.config.review_threads, disable_progress_bar=True, timeout=0
+        )
+        return dict(zip(categories, results))

@@ -1,0 +1,95 @@
+"""ContractQA: wiring with DummyLM, then end-to-end on the demo contracts with the real local model."""
+
+from __future__ import annotations
+
+import copy
+
+import dspy
+import pytest
+from dspy.utils import DummyLM
+
+from clauseloop.program.qa import ContractQA, QAConfig, category_prompt, lm_certainty, retrieval_support
+from clauseloop.retrieval import Passage
+
+
+def governing_law(dataset):
+    return next(q for q in dataset.questions if q.category == "Governing Law" and q.answers)
+
+
+def fixed_retriever(passages):
+    calls = []
+
+    def retrieve(contract, query, k):
+        calls.append((contract.id, query, k))
+        return passages[:k]
+
+    retrieve.calls = calls
+    return retrieve
+
+
+def test_quotes_are_grounded_with_offsets_and_hallucinations_dropped(demo_dataset):
+    question = governing_law(demo_dataset)
+    contract = demo_dataset.contracts[question.contract_id]
+    gold = question.answers[0]
+    passages = [Passage(contract.id, gold.start, gold.end, gold.text), Passage(contract.id, 0, 50, contract.text[:50])]
+    retriever = fixed_retriever(passages)
+    program = ContractQA(demo_dataset.contracts, retriever=retriever, config=QAConfig(k=2, logprobs=False))
+    answer = f"{' '.join(gold.text.split())}\nThis Agreement is governed by the laws of Mars."
+    with dspy.context(lm=DummyLM([{"clauses": answer}])):
+        prediction = program(contract_id=contract.id, category="Governing Law")
+    (span,) = prediction.spans
+    assert contract.text[span.start : span.end] == span.text == gold.text
+    assert span.confidence == 1.0  # top passage, no log-probs → certainty 1 × support 1
+    assert prediction.dropped == 1
+    assert retriever.calls[0][0] == contract.id and retriever.calls[0][2] == 2
+
+
+def test_none_answer_and_unknown_contract(demo_dataset):
+    contract = next(iter(demo_dataset.contracts.values()))
+    program = ContractQA(demo_dataset.contracts, retriever=fixed_retriever([Passage(contract.id, 0, 40, contract.text[:40])]))
+    with dspy.context(lm=DummyLM([{"clauses": "NONE"}])):
+        assert program(contract_id=contract.id, category="Source Code Escrow").spans == []
+    with pytest.raises(KeyError, match="unknown contract"):
+        program(contract_id="nope", category="Parties")
+
+
+def test_deepcopy_shares_contracts_and_save_load_roundtrip(demo_dataset, tmp_path):
+    program = ContractQA(demo_dataset.contracts)
+    program.extract.demos = [dspy.Example(category="Parties: x", passages="[1] A", clauses="A")]
+    clone = copy.deepcopy(program)
+    assert clone.shared is program.shared and clone.extract is not program.extract
+    path = tmp_path / "program.json"
+    program.save(str(path))
+    restored = ContractQA(demo_dataset.contracts)
+    restored.load(str(path))
+    assert restored.extract.demos[0]["clauses"] == "A"
+
+
+def test_confidence_parts():
+    logprobs = {"content": [{"token": "a", "logprob": -0.1}, {"token": "b", "logprob": -0.3}]}
+    assert lm_certainty(dspy.Prediction(logprobs=logprobs)) == pytest.approx(0.8187, abs=1e-4)
+    assert lm_certainty(dspy.Prediction(clauses="x")) == 1.0
+    passages = [Passage("c", 0, 10, "x" * 10), Passage("c", 20, 30, "y" * 10)]
+    assert retrieval_support(2, 5, passages) == 1.0
+    assert retrieval_support(21, 29, passages) == 0.5
+    assert retrieval_support(40, 45, passages) == 0.25
+    assert category_prompt("Governing Law", None, 500).startswith("Governing Law: Which")
+    assert category_prompt(None, "Who pays for shipping?", 500) == "Who pays for shipping?"
+
+
+@pytest.mark.real_model
+def test_real_model_end_to_end_on_demo(demo_dataset, smollm2_dir):
+    from clauseloop.engine.roles import lm_for
+
+    program = ContractQA(demo_dataset.contracts, config=QAConfig(k=2, max_tokens=48))
+    contract = next(iter(demo_dataset.contracts.values()))
+    with dspy.context(lm=lm_for("student")):
+        predictions = program.review(contract, categories=("Governing Law", "Parties", "Audit Rights"))
+    assert set(predictions) == {"Governing Law", "Parties", "Audit Rights"}
+    for prediction in predictions.values():
+        assert len(prediction.passages) == 2
+        assert all(p.contract_id == contract.id for p in prediction.passages)
+        for span in prediction.spans:  # whatever the small model says, returned text is contract text
+            assert contract.text[span.start : span.end] == span.text
+            assert 0.0 <= span.confidence <= 1.0
+        assert prediction.dropped >= 0

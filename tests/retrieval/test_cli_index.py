@@ -1,0 +1,55 @@
+"""`clauseloop index build | search | eval` on the demo contracts with the real MiniLM."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from clauseloop.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_search_and_eval_refuse_a_missing_or_broken_index(tmp_path):
+    result = invoke("index", "search", str(tmp_path / "nope"), "governing law")
+    assert result.exit_code == 2 and "clauseloop index build" in result.output and "Traceback" not in result.output
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "passages.jsonl").write_text("{}\n")
+    result = invoke("index", "eval", str(tmp_path / "half"))
+    assert result.exit_code == 2 and "rebuild" in result.output
+    assert invoke("index", "build", "--out", str(tmp_path / "x"), "--overlap", "700").exit_code == 2
+
+
+@pytest.mark.real_model
+def test_build_search_eval_round_trip(tmp_path, demo_dataset):
+    out = str(tmp_path / "index")
+    result = invoke("index", "build", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert f"{len(demo_dataset.contracts)} contracts" in result.output and "reused 0" in result.output
+    again = invoke("index", "build", "--out", out)
+    assert "embedded 0 contracts / 0 passages" in again.output  # nothing changed: nothing re-embedded
+
+    contract = next(q.contract_id for q in demo_dataset.questions if q.category == "Governing Law" and q.answers)
+    result = invoke("index", "search", out, "Governing Law", "--contract", contract, "--k", "3", "--json")
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    text = demo_dataset.contracts[contract].text
+    assert len(hits) == 3 and all(text[h["start"] : h["end"]] == h["text"] for h in hits)
+    assert "law" in " ".join(h["text"].lower() for h in hits)
+    assert "score" in invoke("index", "search", out, "assignment consent", "--k", "2").output
+
+    result = invoke("index", "eval", out, "--split", "all", "--k", "1,5", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["spans"] > 0 and 0 < report["recall@1"] <= report["recall@5"] <= 1
+    assert "Governing Law" in report["per_category"]
+    table = invoke("index", "eval", out, "--split", "all", "--mode", "lexical")
+    assert "recall@10" in table.output and "Parties" in table.output
+    assert invoke("index", "eval", out, "--k", "five").exit_code == 2
+    assert invoke("index", "search", out, "x", "--contract", "no-such-contract").exit_code == 2
