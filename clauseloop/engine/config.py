@@ -53,7 +53,7 @@ class ServerConfig:
     host: str = field(
         default="127.0.0.1", metadata=_help("Interface to bind; loopback only unless you mean to expose it.")
     )
-    port: int = field(default=8000, metadata=_help("TCP port (0 picks a free one)."))
+    port: int = field(default=8000, metadata=_help("TCP port to listen on."))
     served_name: str | None = field(
         default=None, metadata=_help("Model id clients send; default: the model name (+ adapter directory name).")
     )

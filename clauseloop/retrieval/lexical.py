@@ -8,6 +8,7 @@ passage texts (about a second per 100 contracts), so it is never persisted: no p
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -64,6 +65,7 @@ class LexicalIndex:
     def __init__(self, texts: Sequence[str], config: LexicalConfig = LexicalConfig()):
         import bm25s
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG level
         self.config = config
         self.size = len(texts)
         self._bm25 = bm25s.BM25(k1=config.k1, b=config.b, method="lucene")
