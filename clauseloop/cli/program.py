@@ -97,7 +97,7 @@ def ask(
 
     from clauseloop.data import CATEGORY_NAMES, canonical_name
     from clauseloop.data import CuadDataset
-    from clauseloop.engine.roles import lm_for
+    from clauseloop.engine.roles import make_lm
     from clauseloop.program.evaluation import build_program
 
     target = find_contract(contract, data)
@@ -105,7 +105,7 @@ def ask(
     inputs = {"category": category} if category in CATEGORY_NAMES else {"question": query}
     qa = build_program(program, CuadDataset(contracts={target.id: target}, questions=[]))
     with err_console.status(f"asking {target.title}"):
-        with dspy.context(lm=lm_for(lm) if program != "retrieval" else None):
+        with dspy.context(lm=make_lm(lm) if program != "retrieval" else None):
             prediction = qa(contract=target, **inputs)
     if as_json:
         print_json({"contract": target.id, **inputs, "spans": [s.to_dict() for s in prediction.spans],

@@ -174,7 +174,3 @@ def _apply(roles: RolesConfig, data: Mapping[str, Any], *, source: str) -> Roles
         updated[name] = replace(roles.role(name), **settings)
     return replace(roles, **updated)
 
-
-def lm_for(spec: str, **overrides: Any):
-    """A role name (``student``/``teacher``/``judge``, resolved through :func:`load_roles`) or a model string."""
-    return load_roles().lm(spec, **overrides) if spec in ROLES else make_lm(spec, **overrides)

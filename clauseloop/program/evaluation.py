@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import dspy
 
 from clauseloop.data import ClauseQuestion, CuadDataset, load_cuad, split_of
-from clauseloop.engine.roles import lm_for
+from clauseloop.engine.roles import make_lm
 from clauseloop.program.export import to_nbest, write_nbest
 from clauseloop.program.scoring import ScoringConfig, score_corpus
 from clauseloop.program.types import GoldQuestion, predicted_spans
@@ -113,7 +113,7 @@ def judge_scores(judge_lm: str, questions, predictions, dataset: CuadDataset) ->
     from clauseloop.program.judge import ClauseJudge, judge_metric
     from clauseloop.program.types import example_from_question
 
-    judge = ClauseJudge(lm=lm_for(judge_lm))
+    judge = ClauseJudge(lm=make_lm(judge_lm))
     scores = [
         float(judge_metric(example_from_question(q), p, judge=judge))
         for q, p in zip(questions, predictions)
@@ -131,7 +131,7 @@ def evaluate(config: EvalConfig) -> dict:
         raise ValueError(f"split {config.split!r} of {dataset.source} has no questions; try --split all")
     program = build_program(config.program, dataset)
     started = time.perf_counter()
-    with dspy.context(lm=lm_for(config.lm) if config.program != "retrieval" else None):
+    with dspy.context(lm=make_lm(config.lm) if config.program != "retrieval" else None):
         predictions = run_program(program, questions, config.threads, config.progress)
     seconds = time.perf_counter() - started
     nbest = to_nbest((q.id, predicted_spans(p)) for q, p in zip(questions, predictions))

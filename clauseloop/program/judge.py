@@ -11,8 +11,8 @@ Bare numbers are read on the scale they most plausibly use: [0, 1] as is, (1, 5]
 of 10, (10, 100] as a percentage; anything else is unreadable.
 
 The judge model is chosen apart from the answering model: pass ``lm=`` (any ``dspy.BaseLM``), or leave it out and
-the judge asks ``clauseloop.engine.make_lm(config.role)`` (role "judge") when the engine provides it, falling back to
-the globally configured DSPy LM with a warning (then the judge is the answering model).
+the judge asks ``clauseloop.engine.make_lm(config.role)``: the "judge" role of the roles config, set apart from the
+student (``CLAUSELOOP_JUDGE``, a roles file, or ``--judge``).
 """
 
 from __future__ import annotations
@@ -151,9 +151,9 @@ def contract_excerpt(contract_text: str | None, spans: Sequence[PredictedSpan], 
 
 def resolve_judge_lm(role: str) -> Any:
     """The LM of ``role`` (default "judge") from the roles config: its own model, not the answering one."""
-    from clauseloop.engine.roles import lm_for
+    from clauseloop.engine.roles import make_lm
 
-    return lm_for(role)
+    return make_lm(role)
 
 
 class ClauseJudge(dspy.Module):

@@ -79,11 +79,11 @@ def test_confidence_parts():
 
 @pytest.mark.real_model
 def test_real_model_end_to_end_on_demo(demo_dataset, smollm2_dir):
-    from clauseloop.engine.roles import lm_for
+    from clauseloop.engine.roles import make_lm
 
     program = ContractQA(demo_dataset.contracts, config=QAConfig(k=2, max_tokens=48))
     contract = next(iter(demo_dataset.contracts.values()))
-    with dspy.context(lm=lm_for("student")):
+    with dspy.context(lm=make_lm("student")):
         predictions = program.review(contract, categories=("Governing Law", "Parties", "Audit Rights"))
     assert set(predictions) == {"Governing Law", "Parties", "Audit Rights"}
     for prediction in predictions.values():
