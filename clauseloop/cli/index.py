@@ -13,6 +13,22 @@ app = typer.Typer(help="Passage indexes over contracts: build, search, evaluate 
 
 DEFAULT_DIR = "runs/index"
 MODE_HELP = "dense (MiniLM + faiss), lexical (BM25) or hybrid (both, fused by reciprocal rank)."
+QUERIES_HELP = (
+    "Learned category queries: a directory from `clauseloop index fit-queries`, 'none' for the hand-written "
+    "queries only. Default: $CLAUSELOOP_LEARNED_QUERIES, else the fit shipped with the package."
+)
+
+
+def _builder(queries: Optional[str]):
+    from clauseloop.retrieval.learned import LearnedQueriesError
+    from clauseloop.retrieval.queries import CategoryQueryBuilder, LearnedQueryBuilder
+
+    if queries and queries.lower() == "none":
+        return CategoryQueryBuilder()
+    try:
+        return LearnedQueryBuilder(queries)
+    except LearnedQueriesError as error:
+        fail(str(error))
 
 
 def _config(mode: str, max_chars: int, overlap: int, embedder: str):
@@ -65,20 +81,20 @@ def build(
 @app.command()
 def search(
     directory: str = typer.Argument(..., help="An index directory from `clauseloop index build`."),
-    query: str = typer.Argument(..., help="Free text, or a CUAD category name (expanded with its hint terms)."),
+    query: str = typer.Argument(..., help="Free text, or a CUAD category name (its hint terms + learned model)."),
     contract: Optional[str] = typer.Option(None, "--contract", help="Search only this contract (its id/title)."),
     k: int = typer.Option(5, "--k", min=1, help="Passages to return."),
     mode: Optional[str] = typer.Option(None, help=MODE_HELP + " Default: the index's mode."),
+    queries: Optional[str] = typer.Option(None, "--queries", help=QUERIES_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """The top-k passages for a query, with contract id, character offsets and score."""
     from clauseloop.data.categories import get_category
-    from clauseloop.retrieval.queries import CategoryQueryBuilder
 
     index = _load(directory)
     try:
         get_category(query)
-        search_query = CategoryQueryBuilder()(query)
+        search_query = _builder(queries)(query)
     except KeyError:
         search_query = query
     try:
@@ -101,6 +117,7 @@ def evaluate(
     split: str = typer.Option("dev", help="Questions of this split: dev, test, train or all."),
     ks: str = typer.Option("1,5,10", "--k", help="Comma-separated k values."),
     mode: Optional[str] = typer.Option(None, help=MODE_HELP + " Default: the index's mode."),
+    queries: Optional[str] = typer.Option(None, "--queries", help=QUERIES_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Span recall@k: share of gold spans ≥ 50 % covered by the top-k passages of their own contract."""
@@ -110,7 +127,9 @@ def evaluate(
     try:
         k_values = tuple(int(part) for part in ks.split(",") if part.strip())
         questions = split_of(load_data_or_fail(data), split).questions
-        report = evaluate_index(_load(directory), questions, k_values, mode=mode, progress=not as_json)
+        builder = _builder(queries)
+        report = evaluate_index(_load(directory), questions, k_values, builder=builder, mode=mode,
+                                progress=not as_json)
     except ValueError as error:
         hint = " (--k takes comma-separated positive integers, e.g. 1,5,10)" if "int" in str(error) else ""
         fail(f"{error}{hint}")
@@ -124,3 +143,31 @@ def evaluate(
     for name, row in result["per_category"].items():
         table.add_row(name, str(row["spans"]), *[f"{row[f'recall@{k}']:.2f}" for k in report.ks])
     console.print(table)
+
+
+@app.command("fit-queries")
+def fit_queries(
+    data: Optional[str] = typer.Argument(None, help=DATA_HELP),
+    out: str = typer.Option("runs/learned-queries", "--out", help="Directory for manifest.json + weights."),
+    split: str = typer.Option("train", help="Fit on this split only (train; evaluate on dev)."),
+    dense: bool = typer.Option(True, "--dense/--no-dense", help="Also fit embedding probes (embeds a sample)."),
+    sample_contracts: int = typer.Option(24, min=1, help="Contracts embedded whole for the dense probes."),
+) -> None:
+    """Learn per-category term weights and embedding probes from gold clauses; use them with --queries OUT."""
+    from clauseloop.data import split_of
+    from clauseloop.retrieval.fitting import FitConfig, fit_learned_queries
+    from clauseloop.retrieval.learned import save_learned
+
+    config = FitConfig(dense=dense, sample_contracts=sample_contracts)
+    try:
+        dataset = split_of(load_data_or_fail(data), split)
+        learned = fit_learned_queries(dataset, config, progress=True)
+    except ValueError as error:
+        fail(str(error))
+    save_learned(learned, out)
+    probes = sum(model.dense is not None for model in learned.models.values())
+    console.print(
+        f"[bold]{out}[/]: {len(learned)} categories ({probes} with a dense probe) fitted on "
+        f"{len(dataset.contracts)} {split} contracts; search with `--queries {out}` or "
+        f"CLAUSELOOP_LEARNED_QUERIES={out}"
+    )

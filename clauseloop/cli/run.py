@@ -5,31 +5,55 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.panel import Panel
+from rich.table import Table
 
-from clauseloop.cli.common import DATA_HELP, console, err_console, print_json
+from clauseloop.cli.common import DATA_HELP, console, err_console, fail, print_json
+
 
 
 def run(
     data: Optional[str] = typer.Option(None, "--data", help=DATA_HELP),
-    student: str = typer.Option("smollm2-135m-instruct", help="Student model: name, local dir (+adapter), hub id."),
+    student: str = typer.Option("student", help="The answering LM: a role or a model string."),
+    contract: Optional[str] = typer.Option(None, help="Id of the contract to review (default: the first)."),
+    limit: Optional[int] = typer.Option(123, min=1, help="Questions per evaluation, stratified by category."),
+    out: str = typer.Option("runs/main", help="Directory for the evaluation reports."),
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
 ) -> None:
-    """Run the main job: load contracts, prepare local models, report statistics, ask the student."""
+    """Run the main job: prepare the local models, review one contract, evaluate the program and a baseline."""
+    from clauseloop.data import CuadFormatError
     from clauseloop.loop import RunConfig, run_main_job
 
-    with err_console.status("running the main job (first run converts the local model, ~40 s)"):
-        report = run_main_job(RunConfig(data=data, student=student))
+    config = RunConfig(data=data, student=student, contract=contract, eval_limit=limit, out_dir=out,
+                       progress=not as_json)
+    try:
+        with err_console.status("running the main job (a first run converts the local model, ~40 s)"):
+            report = run_main_job(config)
+    except (CuadFormatError, FileNotFoundError, KeyError, ValueError) as error:
+        fail(str(error))
     if as_json:
         print_json(report)
         return
-    stats = report["stats"]
+    print_summary(report)
+
+
+def print_summary(report: dict) -> None:
+    stats, review = report["stats"], report["review"]
     console.print(
         f"[bold]data[/] {stats['source']}: {stats['contracts']} contracts, {stats['questions']} questions, "
         f"{stats['answerable']} answerable ({stats['answerable_share']:.0%}), {stats['categories']} categories"
     )
-    for name, model in report["models"].items():
-        console.print(f"[bold]model[/] {name}: {'converted' if model['created'] else 'cached'} at {model['path']}")
-    example = report["example"]
-    console.print(Panel(example["answer"], title=f"student on {example['contract']}", expand=False))
-    console.print(f"done in {report['seconds']}s")
+    console.print(
+        f"[bold]review[/] {review['contract']} ({review['chars']:,} characters): {len(review['spans'])} categories "
+        f"with clauses in {review['seconds']} s; {review['dropped_spans']} unlocatable quotes dropped"
+    )
+    for category, spans in sorted(review["spans"].items()):
+        first = " ".join(spans[0]["text"].split())
+        console.print(f"  [cyan]{category}[/]: {first[:110]}{'…' if len(first) > 110 else ''}")
+    table = Table("program", "questions", "AUPR", "P@80R", "F1", "no-answer acc.", "q/s", title="evaluation")
+    for name, row in report["evaluation"].items():
+        cells = [f"{row[k]:.3f}" if row[k] is not None else "–"
+                 for k in ("aupr", "prec_at_80_recall", "f1", "no_answer_accuracy")]
+        table.add_row(name, str(row["questions"]), *cells, str(row["questions_per_second"]))
+    console.print(table)
+    console.print(f"reports: {', '.join(row['report'] for row in report['evaluation'].values())}")
+    console.print(f"done in {report['seconds']} s")

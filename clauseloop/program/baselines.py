@@ -16,6 +16,7 @@ import dspy
 from clauseloop.data import Contract
 from clauseloop.program.qa import search_query
 from clauseloop.program.types import PredictedSpan
+from clauseloop.retrieval.embedding import Embedder
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,10 @@ class RetrievalBaseline(dspy.Module):
         super().__init__()
         self.contracts = dict(contracts or {})
         self.config = config
+        self.embedder = Embedder(config.embedder)  # unit vectors; one encode at a time per process
 
     def forward(self, contract_id: str | None = None, category: str | None = None, question: str | None = None,
                 contract: Contract | None = None) -> dspy.Prediction:
-        from clauseloop.models import load_embedder
         from clauseloop.retrieval import as_query, retrieve_in_contract
 
         contract = contract or self.contracts[contract_id]
@@ -44,9 +45,7 @@ class RetrievalBaseline(dspy.Module):
         spans = []
         if hits:
             passage = hits[0].passage
-            query_vector, passage_vector = load_embedder(self.config.embedder).encode(
-                [query.text, passage.text], normalize_embeddings=True
-            )
+            query_vector, passage_vector = self.embedder.encode([query.text, passage.text])
             similarity = float(query_vector @ passage_vector)
             if similarity >= self.config.threshold:
                 spans.append(PredictedSpan(passage.text, passage.start, passage.end, round(min(similarity, 1.0), 6)))

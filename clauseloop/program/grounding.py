@@ -17,6 +17,8 @@ _NONE_ANSWER = re.compile(r"^\W*(none|n/?a|no(?: such)? clauses?|nothing|not app
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\(?\d{1,2}[.)]|\[\d{1,2}\])\s+")
 _QUOTES = "\"'“”‘’`"
 MIN_QUOTE_CHARS = 4  # shorter fragments ("a", "the") match anywhere and mean nothing
+MAX_COMPLETION_CHARS = 400  # how far a quote cut by the token budget may be extended to its sentence end
+_SENTENCE_END = re.compile(r"[.;](?=\s)|\n\s*\n")
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,38 @@ def locate(quote: str, text: str, windows: Sequence[tuple[int, int]] = ()) -> Lo
     return None
 
 
-def ground(answer: str | None, text: str, windows: Sequence[tuple[int, int]] = ()) -> tuple[list[Located], int]:
-    """Located spans of an LM answer (distinct, in answer order) and how many quotes could not be found."""
+def complete_sentence(span: Located, text: str, max_chars: int = MAX_COMPLETION_CHARS) -> Located:
+    """``span`` extended to the end of its sentence (``.``/``;`` before a space, or a blank line) in ``text``.
+
+    A quote that the LM's token budget cut off mid-sentence is still contract text, but CUAD's gold spans are whole
+    clauses; finishing the sentence from the contract costs nothing, whereas letting the LM copy it costs a decoding
+    step per token (the dominant cost of a review on CPU). The result is still exactly ``text[start:end]``.
+    """
+    if span.text.rstrip().endswith((".", ";")):
+        return span  # already whole
+    match = _SENTENCE_END.search(text, span.end, min(len(text), span.end + max_chars))
+    if match is None:
+        return span
+    end = match.end() if match.group(0) in ".;" else match.start()
+    return Located(text[span.start : end], span.start, end)
+
+
+def ground(
+    answer: str | None, text: str, windows: Sequence[tuple[int, int]] = (), *, answer_was_cut: bool = False
+) -> tuple[list[Located], int]:
+    """Located spans of an LM answer (distinct, in answer order) and how many quotes could not be found.
+
+    ``answer_was_cut``: the LM stopped at its token budget, so the last quote is completed to its sentence end.
+    """
+    quotes = parse_quotes(answer)
     located, dropped = [], 0
-    for quote in parse_quotes(answer):
+    for index, quote in enumerate(quotes):
         span = locate(quote, text, windows)
         if span is None:
             dropped += 1
-        elif all((span.start, span.end) != (other.start, other.end) for other in located):
+            continue
+        if answer_was_cut and index == len(quotes) - 1:
+            span = complete_sentence(span, text)
+        if all((span.start, span.end) != (other.start, other.end) for other in located):
             located.append(span)
     return located, dropped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Sequence
 
@@ -11,6 +12,9 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDER = "minilm-l6"
+# One encode at a time per process: each call already uses every core (torch threads), and the QA program asks
+# from 16 threads at once (on 2 cores, 16 concurrent encodes drove the load average to 25 and crawled).
+_ENCODE_LOCK = threading.Lock()
 
 
 class Embedder:
@@ -46,17 +50,22 @@ class Embedder:
         """``(len(texts), dim)`` float32 unit vectors."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        model, started = self.model, time.perf_counter()
-        vectors = model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
-        self.texts_encoded += len(texts)
-        self.seconds_encoding += time.perf_counter() - started
+        model = self.model
+        with _ENCODE_LOCK:
+            started = time.perf_counter()
+            vectors = model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
+            self.texts_encoded += len(texts)
+            self.seconds_encoding += time.perf_counter() - started
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def __deepcopy__(self, memo) -> "Embedder":
+        return self  # a handle on a loaded model: programs are deep-copied a lot by DSPy's optimizers
 
     def encode_query(self, text: str) -> np.ndarray:
         """One query vector; cached, since category queries repeat for every contract."""

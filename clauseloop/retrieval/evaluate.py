@@ -104,10 +104,10 @@ def evaluate_index(
     progress: bool = False,
 ) -> RecallReport:
     """Span recall of a :class:`~clauseloop.retrieval.index.PassageIndex`: each question searches its own contract
-    with the query ``builder(category)`` (the hand-written :class:`CategoryQueryBuilder` by default)."""
-    from clauseloop.retrieval.queries import CategoryQueryBuilder
+    with the query ``builder(category)`` (by default :class:`LearnedQueryBuilder`: hand-written + learned)."""
+    from clauseloop.retrieval.queries import LearnedQueryBuilder
 
-    builder = builder or CategoryQueryBuilder()
+    builder = builder or LearnedQueryBuilder()
     questions = list(questions)
     missing = sorted({q.contract_id for q in questions if q.answers} - set(index.ranges))
     if missing:

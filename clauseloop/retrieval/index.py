@@ -109,6 +109,7 @@ class PassageIndex:
         self.embedder: Embedder | None = None
         self._faiss = None
         self._lexical: LexicalIndex | None = None
+        self._term_sets: list[set[str]] | None = None
         self.build_stats = BuildStats(contracts=len(hashes), passages=len(passages))
 
     # ---- building -------------------------------------------------------------------------------------------
@@ -221,11 +222,37 @@ class PassageIndex:
         if mode in ("lexical", "hybrid"):
             lists.append(self.lexical_index.scores(query.lexical)[start:end])
             weights.append(fusion.lexical_weight if mode == "hybrid" else 1.0)
+        if query.learned is not None:
+            self._add_learned(query, start, end, mode, lists, weights)
         if query.lead_weight and fusion.lead_weight:
             positions = np.array([self.passages[r].position for r in rows])
             lists.append(-positions.astype(np.float64))
             weights.append(fusion.lead_weight * query.lead_weight)
         return rows, reciprocal_rank_fusion(lists, weights, fusion.rrf_k)
+
+    def _add_learned(self, query: Query, start: int, end: int, mode: str, lists: list, weights: list) -> None:
+        """Append the learned model's lexical and dense score lists (each on the side ``mode`` searches)."""
+        fusion, model = self.config.fusion, query.learned
+        if mode in ("lexical", "hybrid") and model.terms and fusion.learned_lexical_weight:
+            lists.append(model.lexical_scores(self.term_sets[start:end]))
+            weights.append(fusion.learned_lexical_weight)
+        usable = model.dense is not None and model.dense.shape == self.embeddings.shape[1:]
+        if usable and model.embedder not in (None, self.config.embedder):
+            usable = False  # a probe fitted over another model's embeddings would rank at random
+            logger.debug("learned probe of %r is for %s, not %s: skipped", model.category, model.embedder,
+                         self.config.embedder)
+        if mode in ("dense", "hybrid") and usable and fusion.learned_dense_weight:
+            lists.append(model.dense_scores(self.embeddings[start:end]))
+            weights.append(fusion.learned_dense_weight)
+
+    @property
+    def term_sets(self) -> list[set[str]]:
+        """Per passage, the word and word-pair set learned lexical models score (computed once, on first use)."""
+        if self._term_sets is None:
+            from clauseloop.retrieval.learned import passage_terms
+
+            self._term_sets = [passage_terms(p.text) for p in self.passages]
+        return self._term_sets
 
     def _dense_scores(self, query: Query, start: int, end: int) -> np.ndarray:
         import faiss

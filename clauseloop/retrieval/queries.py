@@ -5,15 +5,21 @@ wording matches clause embeddings best), ``terms`` feed BM25 (the words such cla
 fusion to favour the first passages of a contract (titles, parties and dates live in the preamble).
 
 Anything callable as ``builder(category, extra_terms) -> Query`` is a :class:`QueryBuilder`, so a DSPy program can
-swap in learned or optimized queries; :class:`CategoryQueryBuilder` is the hand-written default.
+swap in learned or optimized queries. :class:`LearnedQueryBuilder` (the default) is the hand-written
+:class:`CategoryQueryBuilder` query plus, for a category with a fitted model, that model in ``Query.learned``
+(term weights and a dense probe, see :mod:`clauseloop.retrieval.learned`) for the index to fuse in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Protocol, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from clauseloop.retrieval.expansions import hint_for
+
+if TYPE_CHECKING:
+    from clauseloop.retrieval.learned import CategoryModel, LearnedQueries
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,8 @@ class Query:
     terms: str = ""
     lead_weight: float = 0.0
     category: str | None = None
+    # A fitted per-category scorer the index fuses in; left out of equality and repr (it holds arrays).
+    learned: "CategoryModel | None" = field(default=None, compare=False, repr=False)
 
     @property
     def lexical(self) -> str:
@@ -74,6 +82,32 @@ class CategoryQueryBuilder:
         text = f"{terms} {hint.example}" if hint and hint.example else terms
         lead = hint.lead_weight if hint and self.use_lead else 0.0
         return Query(text=text, terms=text, lead_weight=lead, category=name).with_terms(extra_terms)
+
+
+@dataclass(frozen=True)
+class LearnedQueryBuilder:
+    """The hand-written query plus the category's learned model, when one was fitted for it.
+
+    ``learned`` is a :class:`~clauseloop.retrieval.learned.LearnedQueries`, a fitted directory, or None for the
+    default (``$CLAUSELOOP_LEARNED_QUERIES`` or the fit shipped with the package). Free text, unknown categories
+    and a missing artifact fall back to the hand-written query alone.
+    """
+
+    learned: "LearnedQueries | str | Path | None" = None
+    fallback: QueryBuilder = field(default_factory=CategoryQueryBuilder)
+
+    def __post_init__(self) -> None:
+        from clauseloop.retrieval.learned import default_learned, load_learned
+
+        if self.learned is None:
+            object.__setattr__(self, "learned", default_learned())
+        elif isinstance(self.learned, (str, Path)):
+            object.__setattr__(self, "learned", load_learned(self.learned))
+
+    def __call__(self, category: str, extra_terms: Sequence[str] = ()) -> Query:
+        query = self.fallback(category, extra_terms)
+        model = self.learned.get(query.category or category) if self.learned is not None else None
+        return replace(query, learned=model) if model is not None else query
 
 
 def description_query(category: str, extra_terms: Sequence[str] = ()) -> Query:

@@ -18,7 +18,7 @@ import dspy
 from clauseloop.data.records import Contract
 from clauseloop.retrieval.embedding import Embedder
 from clauseloop.retrieval.index import Hit, IndexConfig, PassageIndex, contract_hash
-from clauseloop.retrieval.queries import CategoryQueryBuilder, Query, QueryBuilder
+from clauseloop.retrieval.queries import LearnedQueryBuilder, Query, QueryBuilder
 
 
 class ContractRetriever(dspy.Retrieve):
@@ -59,20 +59,34 @@ class ContractIndexCache:
         self.embedder = embedder
         self._indexes: OrderedDict[str, PassageIndex] = OrderedDict()
         self._lock = threading.Lock()
+        self._building: dict[str, threading.Lock] = {}  # one lock per contract being indexed
 
     def index_for(self, contract: Contract) -> PassageIndex:
+        """The contract's index, built on first use. Concurrent callers for one contract (a review asks 41
+        categories at once) wait for a single build instead of each embedding the same contract."""
         key = contract_hash(contract)
         with self._lock:
-            if key in self._indexes:
-                self._indexes.move_to_end(key)
-                return self._indexes[key]
-        self.embedder = self.embedder or Embedder(self.config.embedder)
-        index = PassageIndex.build([contract], self.config, embedder=self.embedder)
-        with self._lock:
-            self._indexes[key] = index
-            while len(self._indexes) > self.max_contracts:
-                self._indexes.popitem(last=False)
+            if (index := self._cached(key)) is not None:
+                return index
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._lock:
+                if (index := self._cached(key)) is not None:
+                    return index
+            self.embedder = self.embedder or Embedder(self.config.embedder)
+            index = PassageIndex.build([contract], self.config, embedder=self.embedder)
+            with self._lock:
+                self._indexes[key] = index
+                self._building.pop(key, None)
+                while len(self._indexes) > self.max_contracts:
+                    self._indexes.popitem(last=False)
         return index
+
+    def _cached(self, key: str) -> PassageIndex | None:
+        if key in self._indexes:
+            self._indexes.move_to_end(key)
+            return self._indexes[key]
+        return None
 
     def __len__(self) -> int:
         return len(self._indexes)
@@ -103,5 +117,6 @@ def retrieve_in_contract(
 
 
 def category_query(category: str, extra_terms: tuple[str, ...] = (), builder: QueryBuilder | None = None) -> Query:
-    """The query the QA program should use for a CUAD category (hand-written hints unless ``builder`` given)."""
-    return (builder or CategoryQueryBuilder())(category, extra_terms)
+    """The query the QA program should use for a CUAD category: the hand-written hints plus the learned model of
+    the category (the shipped fit, or ``$CLAUSELOOP_LEARNED_QUERIES``), unless ``builder`` is given."""
+    return (builder or LearnedQueryBuilder())(category, extra_terms)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from clauseloop.cli import app
+from clauseloop.data import load_cuad
 
 runner = CliRunner()
 
@@ -72,9 +74,16 @@ def test_models_prepare_and_generate_real(smollm2_dir):
 
 
 @pytest.mark.real_model
-def test_main_job_runs_offline(smollm2_dir):
-    result = invoke("run", "--json")
+def test_main_job_runs_offline(smollm2_dir, tmp_path):
+    result = invoke("run", "--json", "--limit", "41", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["stats"]["contracts"] >= 6
-    assert report["example"]["answer"].strip()
+    review = report["review"]
+    contract = load_cuad("demo").contracts[review["contract"]]
+    for spans in review["spans"].values():  # whatever the small model says, the spans are contract text
+        assert all(contract.text[s["start"] : s["end"]] == s["text"] for s in spans)
+    assert set(report["evaluation"]) == {"retrieval", "zero-shot"}
+    for row in report["evaluation"].values():
+        assert row["questions"] == 41 and 0.0 <= row["f1"] <= 1.0
+        assert (tmp_path / Path(row["report"]).relative_to(tmp_path)).is_file()

@@ -38,3 +38,15 @@ def test_ground_drops_and_counts_hallucinations_and_dedupes():
     located, dropped = ground(answer, CONTRACT)
     assert [s.text for s in located] == ["shall commence on the Effective Date."]
     assert dropped == 1
+
+
+def test_a_quote_cut_by_the_token_budget_is_completed_to_its_sentence_end():
+    cut = "GOVERNING LAW. This Agreement shall be gov"
+    (span,), dropped = ground(cut, CONTRACT, answer_was_cut=True)
+    assert dropped == 0
+    assert span.text == CONTRACT[span.start : span.end]
+    assert span.text.endswith("the State of Ohio.")
+    (uncut,), _ = ground(cut, CONTRACT)
+    assert uncut.text == cut  # without the flag, the quote is taken as it is
+    whole, _ = ground("shall commence on the Effective Date.", CONTRACT, answer_was_cut=True)
+    assert whole[0].text == "shall commence on the Effective Date."  # a whole sentence is not extended

@@ -8,7 +8,15 @@ import dspy
 import pytest
 from dspy.utils import DummyLM
 
-from clauseloop.program.qa import ContractQA, QAConfig, category_prompt, lm_certainty, retrieval_support
+from clauseloop.program.qa import (
+    ContractQA,
+    QAConfig,
+    category_prompt,
+    format_passages,
+    lm_certainty,
+    merge_overlapping,
+    retrieval_support,
+)
 from clauseloop.retrieval import Passage
 
 
@@ -75,6 +83,33 @@ def test_confidence_parts():
     assert retrieval_support(40, 45, passages) == 0.25
     assert category_prompt("Governing Law", None, 500).startswith("Governing Law: Which")
     assert category_prompt(None, "Who pays for shipping?", 500) == "Who pays for shipping?"
+
+
+def test_overlapping_passages_are_shown_once_in_rank_order():
+    text = "".join(chr(ord("a") + i % 26) for i in range(100))
+    passages = [Passage("c", 50, 70, text[50:70]), Passage("c", 0, 20, text[0:20]), Passage("c", 10, 30, text[10:30])]
+    assert merge_overlapping(passages, text) == [(50, 70), (0, 30)]
+    assert format_passages(passages, text) == f"[1] {text[50:70]}\n[2] {text[0:30]}"
+    assert format_passages(passages).count("[") == 3  # without the contract text, each passage as it is
+
+
+def test_an_answer_cut_by_max_tokens_is_completed_from_the_contract(demo_dataset):
+    question = governing_law(demo_dataset)
+    contract = demo_dataset.contracts[question.contract_id]
+    gold = question.answers[0]
+    passages = [Passage(contract.id, gold.start, gold.end, gold.text)]
+    program = ContractQA(demo_dataset.contracts, retriever=fixed_retriever(passages), config=QAConfig(k=1, max_tokens=3))
+    head = " ".join(gold.text.split()[:4])
+    with dspy.context(lm=DummyLM([{"clauses": head}])):
+        predicted = program(contract_id=contract.id, category="Governing Law")
+    assert predicted.spans[0].text == head  # DummyLM reports no log-probs: nothing says the answer was cut
+    with dspy.context(lm=DummyLM([{"clauses": head}])):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("clauseloop.program.qa.token_logprobs", lambda prediction: [-0.1] * 3)
+            predicted = program(contract_id=contract.id, category="Governing Law")
+    (span,) = predicted.spans
+    assert contract.text[span.start : span.end] == span.text
+    assert span.start == gold.start and span.end >= gold.end - 1 and len(span.text) > len(head)
 
 
 @pytest.mark.real_model

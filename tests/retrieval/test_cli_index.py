@@ -53,3 +53,34 @@ def test_build_search_eval_round_trip(tmp_path, demo_dataset):
     assert "recall@10" in table.output and "Parties" in table.output
     assert invoke("index", "eval", out, "--k", "five").exit_code == 2
     assert invoke("index", "search", out, "x", "--contract", "no-such-contract").exit_code == 2
+
+
+def test_fit_queries_writes_a_directory_that_eval_and_search_can_use(tmp_path, demo_dataset):
+    fitted = str(tmp_path / "fitted")
+    result = invoke("index", "fit-queries", "--split", "all", "--out", fitted, "--no-dense")
+    assert result.exit_code == 0, result.output
+    assert "categories" in result.output and (tmp_path / "fitted" / "manifest.json").exists()
+    assert invoke("index", "fit-queries", "--split", "nope", "--out", fitted).exit_code == 2
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    result = invoke("index", "eval", str(tmp_path / "no-index"), "--queries", str(broken))
+    assert result.exit_code == 2 and "fit-queries" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.real_model
+def test_eval_with_fitted_hand_written_and_default_queries(tmp_path, demo_dataset):
+    out, fitted = str(tmp_path / "index"), str(tmp_path / "fitted")
+    assert invoke("index", "build", "--out", out).exit_code == 0
+    assert invoke("index", "fit-queries", "--split", "all", "--out", fitted, "--no-dense").exit_code == 0
+    reports = {}
+    for queries in (fitted, "none", None):
+        args = ["index", "eval", out, "--split", "all", "--json"] + (["--queries", queries] if queries else [])
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        reports[queries] = json.loads(result.stdout)
+    # Fitted and evaluated on the same 8 contracts, the learned terms must at least match the hand-written ones.
+    assert reports[fitted]["recall@5"] >= reports["none"]["recall@5"]
+    contract = next(q.contract_id for q in demo_dataset.questions if q.category == "Audit Rights" and q.answers)
+    result = invoke("index", "search", out, "Audit Rights", "--contract", contract, "--queries", fitted, "--k", "2")
+    assert result.exit_code == 0 and "audit" in result.output.lower()
