@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import time
 from pathlib import Path
+
+from common import write_results
 
 CLAUSES = [
     "This Agreement shall be governed by the laws of the State of New York.",
@@ -221,10 +222,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: no model price list download
     result = run_benchmark(args.max_tokens)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import statistics
 import time
 from pathlib import Path
 
+from common import write_results
+
 HERE = Path(__file__).parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "cuad" / "cuad-460.json.gz"
 HEADLINE = ("aupr", "prec_at_80_recall", "f1", "no_answer_accuracy", "laziness")
@@ -89,7 +91,7 @@ def markdown(result: dict) -> str:
             f"category from {any_report['data']['contracts']} contracts; official CUAD scoring, 95 % bootstrap CIs "
             "over contracts.",
             "",
-            "| baseline | AUPR | P@80R | F1 | no-answer acc. | laziness | dropped spans | questions/s |",
+            "| baseline | AUPR | P@80R | F1 | no-answer acc. | laziness | dropped-span rate | questions/s |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for name, report in baselines.items():
@@ -148,10 +150,7 @@ def main() -> None:
         result.setdefault("baselines", {})
         for program in args.programs.split(","):
             result["baselines"][program] = run_baseline(program, args.data, args.limit, HERE / "out" / "qa")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, result, markdown(result))
 
 
 if __name__ == "__main__":

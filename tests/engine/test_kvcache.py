@@ -41,28 +41,33 @@ def test_growing_cache_matches_dynamic_cache_across_steps_and_row_removal():
     assert cache.layers[0].keys.shape == (2, 2, 7 + SPARE_COLUMNS + 6, 8)
 
 
-def test_a_decoding_step_writes_in_place():
-    model = tiny_model()
-    cache = new_cache(model.config)
-    decode(model, cache, steps=2)
-    layer = cache.layers[0]
-    before = layer.keys.data_ptr()
+def one_more_step(model, cache) -> None:
     with torch.inference_mode():
         model(input_ids=torch.zeros((3, 1), dtype=torch.long), past_key_values=cache, use_cache=True)
+
+
+def decoded(steps: int):
+    """A tiny model, its growing cache after ``steps`` decoding steps, and the cache's first layer."""
+    model = tiny_model()
+    cache = new_cache(model.config)
+    decode(model, cache, steps=steps)
+    return model, cache, cache.layers[0]
+
+
+def test_a_decoding_step_writes_in_place():
+    model, cache, layer = decoded(steps=2)
+    before = layer.keys.data_ptr()
+    one_more_step(model, cache)
     assert layer.keys.data_ptr() == before  # a view of the same buffer, one column longer
     assert layer.keys.shape[-2] == 7 + 3
 
 
 def test_replaced_tensors_are_adopted_and_earlier_views_stay_valid():
-    model = tiny_model()
-    cache = new_cache(model.config)
-    decode(model, cache, steps=1)
-    layer = cache.layers[0]
+    model, cache, layer = decoded(steps=1)
     kept = layer.keys.clone()
     stored_view = layer.keys  # what the prefix store keeps
     layer.keys, layer.values = layer.keys[..., 2:, :], layer.values[..., 2:, :]  # what trimming does
-    with torch.inference_mode():
-        model(input_ids=torch.zeros((3, 1), dtype=torch.long), past_key_values=cache, use_cache=True)
+    one_more_step(model, cache)
     assert layer.keys.shape[-2] == kept.shape[-2] - 2 + 1
     torch.testing.assert_close(layer.keys[..., :-1, :], kept[..., 2:, :])
     torch.testing.assert_close(stored_view, kept)
