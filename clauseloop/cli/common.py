@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, NoReturn
+from contextlib import contextmanager
+from typing import Any, Iterator, NoReturn
 
 import typer
 from rich.console import Console
@@ -18,6 +19,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print a one-line error (no traceback: the message says how to fix it) and exit."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Bad input (a malformed file, a missing path, an unknown contract or setting) exits with its message."""
+    from clauseloop.data import CuadFormatError
+
+    try:
+        yield
+    except (CuadFormatError, FileNotFoundError, KeyError, ValueError) as error:
+        fail(str(error))
 
 
 def print_json(payload: Any) -> None:

@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from clauseloop.cli.common import DATA_HELP, console, err_console, fail, load_data_or_fail, print_json
+from clauseloop.cli.common import DATA_HELP, console, err_console, fail, load_data_or_fail, print_json, user_errors
 
 CONTEXT_CHARS = 160  # text shown around a span in `ask`
 
@@ -28,7 +28,6 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the report JSON."),
 ) -> None:
     """Score a program with CUAD's official span metric (AUPR, P@80R, F1 …) and write a report."""
-    from clauseloop.data import CuadFormatError
     from clauseloop.program.evaluation import EvalConfig
     from clauseloop.program.evaluation import evaluate as run_evaluation
 
@@ -37,10 +36,8 @@ def evaluate(
         export_nbest=str(export_nbest) if export_nbest else None, out_dir=str(out), threads=threads,
         progress=not as_json,
     )
-    try:
+    with user_errors():
         report = run_evaluation(config)
-    except (CuadFormatError, FileNotFoundError, ValueError, KeyError) as error:
-        fail(str(error))
     if as_json:
         print_json(report)
         return

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from clauseloop.cli.common import DATA_HELP, console, err_console, fail, print_json
+from clauseloop.cli.common import DATA_HELP, console, err_console, print_json, user_errors
 
 
 
@@ -20,16 +20,12 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
 ) -> None:
     """Run the main job: prepare the local models, review one contract, evaluate the program and a baseline."""
-    from clauseloop.data import CuadFormatError
     from clauseloop.loop import RunConfig, run_main_job
 
     config = RunConfig(data=data, student=student, contract=contract, eval_limit=limit, out_dir=out,
                        progress=not as_json)
-    try:
-        with err_console.status("running the main job (a first run converts the local model, ~40 s)"):
-            report = run_main_job(config)
-    except (CuadFormatError, FileNotFoundError, KeyError, ValueError) as error:
-        fail(str(error))
+    with user_errors(), err_console.status("running the main job (a first run converts the local model, ~40 s)"):
+        report = run_main_job(config)
     if as_json:
         print_json(report)
         return
