@@ -25,6 +25,7 @@ from common import write_results
 HERE = Path(__file__).parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "cuad" / "cuad-460.json.gz"
 HEADLINE = ("aupr", "prec_at_80_recall", "f1", "no_answer_accuracy", "laziness")
+VARIANTS = {"zero-shot-ungated": ("zero-shot", False)}  # benchmark name -> (program, presence gate on)
 
 
 def median_contract(dataset, split: str = "dev"):
@@ -57,7 +58,9 @@ def time_review(data: Path, config) -> dict:
     answered = {category for category, p in predictions.items() if p.spans}
     return {
         "contract": {"id": contract.id, "chars": len(contract.text), "median_chars_in_file": median},
-        "config": {"k": config.k, "max_tokens": config.max_tokens, "threads": config.review_threads},
+        "config": {"k": config.k, "max_tokens": config.max_tokens, "threads": config.review_threads,
+                   "gate": config.gate},
+        "gated": sum(bool(getattr(p, "gated", False)) for p in predictions.values()),
         "seconds": round(seconds, 1),
         "target_seconds": 60,
         "categories": len(predictions),
@@ -72,12 +75,36 @@ def time_review(data: Path, config) -> dict:
     }
 
 
-def run_baseline(program: str, data: Path, limit: int, out: Path) -> dict:
+def gate_on_split(data: Path, split: str = "dev", recalls: tuple[float, ...] = (0.95, 0.97, 0.99)) -> dict:
+    """What the presence gate does on every (contract, category) pair of ``split`` at a few recall settings: the
+    share of pairs with a gold clause it lets through to the LM and the share of the others it answers itself."""
+    from clauseloop.data import load_cuad, split_of
+    from clauseloop.retrieval.gate import PresenceGate
+    from clauseloop.retrieval.learned import default_learned
+
+    dataset = split_of(load_cuad(str(data)), split)
+    rows = {}
+    for recall in recalls:
+        gate, passed = PresenceGate(default_learned(), recall), {True: [], False: []}  # has a gold clause -> passed
+        for question in dataset.questions:
+            passed[bool(question.answers)].append(gate.allows(dataset.contracts[question.contract_id], question.category))
+        rows[f"recall {recall}"] = {
+            "kept_with_clause": round(sum(passed[True]) / len(passed[True]), 4),
+            "gated_without_clause": round(1 - sum(passed[False]) / len(passed[False]), 4),
+            "lm_calls_saved": round(1 - (sum(passed[True]) + sum(passed[False])) / len(dataset.questions), 4),
+        }
+    return {"split": split, "pairs": len(dataset.questions), split: rows,
+            "cross_fitted_on_train": default_learned().manifest.get("gate")}
+
+
+def run_baseline(name: str, data: Path, limit: int, out: Path) -> dict:
     from clauseloop.program.evaluation import EvalConfig, evaluate
 
-    config = EvalConfig(program=program, data=str(data), split="dev", limit=limit, out_dir=str(out / program))
+    program, gate = VARIANTS.get(name, (name, True))
+    config = EvalConfig(program=program, data=str(data), split="dev", limit=limit, out_dir=str(out / name), gate=gate)
     report = evaluate(config)
-    keep = ("overall", "hallucination_rate", "parse_failures", "failed_predictions", "seconds", "questions_per_second")
+    keep = ("overall", "hallucination_rate", "parse_failures", "failed_predictions", "gated", "seconds",
+            "questions_per_second")
     return {"data": report["data"], **{key: report[key] for key in keep}}
 
 
@@ -91,27 +118,43 @@ def markdown(result: dict) -> str:
             f"category from {any_report['data']['contracts']} contracts; official CUAD scoring, 95 % bootstrap CIs "
             "over contracts.",
             "",
-            "| baseline | AUPR | P@80R | F1 | no-answer acc. | laziness | dropped-span rate | questions/s |",
-            "|---|---|---|---|---|---|---|---|",
+            "| baseline | AUPR | P@80R | F1 | no-answer acc. | laziness | dropped-span rate | gated | questions/s |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, report in baselines.items():
             overall = report["overall"]
             cells = [_with_ci(overall, key) for key in HEADLINE]
             lines.append(
-                f"| {name} | {' | '.join(cells)} | {report['hallucination_rate']:.3f} | "
+                f"| {name} | {' | '.join(cells)} | {report['hallucination_rate']:.3f} | {report.get('gated', '–')} | "
                 f"{report['questions_per_second']} |"
             )
         lines.append("")
-    review = result.get("review")
-    if review:
+    for key in ("review", "review_ungated"):
+        review = result.get(key)
+        if not review:
+            continue
         lines.append(
             f"Full review ({review['categories']} categories) of a {review['contract']['chars']:,}-character dev "
             f"contract (file median {review['contract']['median_chars_in_file']:,.0f}): **{review['seconds']} s** "
             f"(target ≤ {review['target_seconds']} s) — {review['lm_calls']} LM calls, {review['prompt_tokens']:,} "
             f"prompt and {review['completion_tokens']:,} completion tokens, k = {review['config']['k']}, "
-            f"max_tokens = {review['config']['max_tokens']}; {review['categories_answered']} categories answered, "
-            f"{review['answered_and_gold']} of the {review['categories_with_gold']} with a gold clause among them."
+            f"max_tokens = {review['config']['max_tokens']}, presence gate {'on' if review['config'].get('gate') else 'off'}"
+            f" ({review.get('gated', 0)} categories answered without the LM); {review['categories_answered']} "
+            f"categories answered with spans, {review['answered_and_gold']} of the {review['categories_with_gold']} "
+            "with a gold clause among them."
         )
+        lines.append("")
+    gate = result.get("gate")
+    if gate:
+        train = gate["cross_fitted_on_train"]["cross_fitted"]
+        lines += [f"Presence gate on all {gate['pairs']:,} {gate['split']} (contract, category) pairs (and, for "
+                  "comparison, cross-fitted on train):", "",
+                  "| `gate_recall` | pairs with a clause passed to the LM | pairs without one answered by the gate | "
+                  "LM calls saved | train: passed / answered |", "|---|---|---|---|---|"]
+        for name, row in gate[gate["split"]].items():
+            lines.append(f"| {name.split()[-1]} | {row['kept_with_clause']:.3f} | {row['gated_without_clause']:.3f} | "
+                         f"{row['lm_calls_saved']:.3f} | {train[name]['kept_with_clause']:.3f} / "
+                         f"{train[name]['gated_without_clause']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -127,10 +170,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--limit", type=int, default=410, help="dev questions per baseline (10 per category)")
     parser.add_argument("--only", choices=("review", "baselines"), default=None)
-    parser.add_argument("--programs", default="retrieval,zero-shot")
+    parser.add_argument("--programs", default="retrieval,zero-shot",
+                        help=f"comma-separated: retrieval, zero-shot, {', '.join(VARIANTS)}")
     parser.add_argument("--k", type=int, default=None, help="passages per question (default: QAConfig's)")
     parser.add_argument("--max-tokens", type=int, default=None, help="answer budget (default: QAConfig's)")
     parser.add_argument("--threads", type=int, default=None, help="review concurrency (default: QAConfig's)")
+    parser.add_argument("--no-gate", action="store_true",
+                        help="review without the presence gate (kept as review_ungated, for comparison)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "qa.json")
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: no model price list download
@@ -142,10 +188,11 @@ def main() -> None:
         from clauseloop.program.qa import QAConfig
 
         defaults = QAConfig()
-        result["review"] = time_review(args.data, QAConfig(
+        result["review_ungated" if args.no_gate else "review"] = time_review(args.data, QAConfig(
             k=args.k or defaults.k, max_tokens=args.max_tokens or defaults.max_tokens,
-            review_threads=args.threads or defaults.review_threads,
+            review_threads=args.threads or defaults.review_threads, gate=not args.no_gate,
         ))
+        result["gate"] = gate_on_split(args.data)
     if args.only != "review":
         result.setdefault("baselines", {})
         for program in args.programs.split(","):

@@ -29,12 +29,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from common import write_results
 
 from clauseloop.data import load_cuad, split_of
 from clauseloop.retrieval.chunking import chunk_contracts
 from clauseloop.retrieval.embedding import Embedder
 from clauseloop.retrieval.evaluate import evaluate_index
-from clauseloop.retrieval.index import MODES, IndexConfig
+from clauseloop.retrieval.fitting import FitConfig, fit_learned_queries
+from clauseloop.retrieval.index import MODES, IndexConfig, PassageIndex
 from clauseloop.retrieval.learned import SHIPPED_DIR, load_learned, save_learned
 from clauseloop.retrieval.queries import CategoryQueryBuilder, LearnedQueryBuilder, description_query
 from clauseloop.retrieval.store import build_index_dir
@@ -58,6 +60,8 @@ class CachedModel:
     """A SentenceTransformer stand-in that serves vectors from a text-keyed cache (safetensors + JSON keys) and
     encodes only texts it has not seen, so re-fitting the shipped artifact re-embeds nothing."""
 
+    BLOCK = 4096
+
     def __init__(self, embedder: Embedder, path: Path):
         from safetensors.numpy import load_file
 
@@ -76,25 +80,60 @@ class CachedModel:
 
         keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
         missing = sorted({k: t for k, t in zip(keys, texts) if k not in self.keys}.items())
-        if missing:
-            fresh = self.embedder.encode([t for _, t in missing], progress=True)
-            self.keys.update({k: len(self.keys) + n for n, (k, _) in enumerate(missing)})
+        # Saved block by block: embedding a whole train split takes ~40 min here, and an interrupted run resumes.
+        for start in range(0, len(missing), self.BLOCK):
+            block = missing[start:start + self.BLOCK]
+            logging.info("embedding %d-%d of %d uncached texts", start, start + len(block), len(missing))
+            fresh = self.embedder.encode([t for _, t in block], progress=True)
+            self.keys.update({k: len(self.keys) + n for n, (k, _) in enumerate(block)})
             self.vectors = np.concatenate([self.vectors, fresh])
             save_file({"vectors": self.vectors}, str(self.path))
             self.path.with_suffix(".json").write_text(json.dumps(self.keys))
         return self.vectors[[self.keys[k] for k in keys]]
 
 
-def fit_shipped(data: str, embedder: Embedder, work: Path) -> None:
-    """Re-fit the packaged learned queries on the TRAIN split (sampled passage embeddings cached in ``work``)."""
-    from clauseloop.retrieval.fitting import fit_learned_queries
+# The shipped fit (FitConfig's defaults: the probe sees every training passage, embedded once and cached text by
+# text in bench/out/).
+SHIPPED_FIT = FitConfig()
+# Fusion weights tried on held-out train contracts (learned term weights, learned probe).
+FUSION_GRID = [(lexical, dense) for lexical in (3.0, 5.0, 8.0) for dense in (1.0, 2.0, 3.0, 5.0)]
 
+
+def cached_embedder(embedder: Embedder, work: Path) -> Embedder:
     work.mkdir(parents=True, exist_ok=True)
-    cached = Embedder(embedder.name, model=CachedModel(embedder, work / "train-sample-embeddings.safetensors"))
-    learned = fit_learned_queries(split_of(load_cuad(data), "train"), embedder=cached, progress=True)
+    return Embedder(embedder.name, model=CachedModel(embedder, work / "train-embeddings.safetensors"))
+
+
+def fit_shipped(data: str, embedder: Embedder, work: Path) -> None:
+    """Re-fit the packaged learned queries on the TRAIN split (passage embeddings cached in ``work``)."""
+    learned = fit_learned_queries(split_of(load_cuad(data), "train"), SHIPPED_FIT,
+                                  embedder=cached_embedder(embedder, work), progress=True)
     shutil.rmtree(SHIPPED_DIR, ignore_errors=True)
     save_learned(learned, SHIPPED_DIR)
     logging.info("fitted %d categories into %s", len(learned), SHIPPED_DIR)
+
+
+def tune_fusion(data: str, embedder: Embedder, work: Path, held_out: int = 46) -> dict:
+    """Recall of each FUSION_GRID weight pair on ``held_out`` TRAIN contracts, with models fitted without them.
+
+    Dev is not touched: this is how the shipped fusion weights are chosen.
+    """
+    train = split_of(load_cuad(data), "train")
+    ids = sorted(train.contracts)
+    held = set(random.Random(0).sample(ids, held_out))
+    cached = cached_embedder(embedder, work)
+    learned = fit_learned_queries(train.subset([c for c in ids if c not in held]),
+                                  replace(SHIPPED_FIT, gate_folds=0), embedder=cached, progress=True)
+    evaluation = train.subset(held)
+    index = PassageIndex.build(evaluation.contracts.values(), IndexConfig(), embedder=cached)
+    results = {}
+    for lexical, dense in FUSION_GRID:
+        index.config = replace(index.config, fusion=replace(index.config.fusion, learned_lexical_weight=lexical,
+                                                            learned_dense_weight=dense))
+        report = evaluate_index(index, evaluation.questions, KS, builder=LearnedQueryBuilder(learned), mode="hybrid")
+        results[f"{lexical:g}/{dense:g}"] = {f"recall@{k}": round(report.recall(k), 4) for k in KS}
+        logging.info("learned weights %g / %g: %s", lexical, dense, results[f"{lexical:g}/{dense:g}"])
+    return {"held_out_train_contracts": held_out, "questions": len(evaluation.questions), "results": results}
 
 
 def learned_results(index, questions, learned) -> dict:
@@ -201,6 +240,14 @@ def timing_section(data: str, embedder: Embedder, work: Path, n_contracts: int =
     }
 
 
+def fusion_markdown(tuning: dict) -> str:
+    lines = [f"# Learned fusion weights on {tuning['held_out_train_contracts']} held-out train contracts "
+             f"({tuning['questions']} questions)", "", "| term weights / probe | @1 | @5 | @10 |", "| --- | --- | --- | --- |"]
+    for weights, row in tuning["results"].items():
+        lines.append(f"| {weights} | " + " | ".join(f"{row[f'recall@{k}']:.3f}" for k in KS) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(report: dict) -> str:
     """The results as Markdown: overall recall table, per-category table, and the timing numbers."""
     recall, results = report["recall"], report["recall"]["results"]
@@ -236,10 +283,17 @@ def main() -> None:
                         help="Only the recall section (the previous timing numbers in --out are kept).")
     parser.add_argument("--learned", default=str(SHIPPED_DIR), help="Learned-queries directory to evaluate.")
     parser.add_argument("--fit-shipped", action="store_true", help="Re-fit the packaged artifact on train first.")
+    parser.add_argument("--tune-fusion", action="store_true",
+                        help="Only score the learned fusion weights on held-out train contracts "
+                             "(-> bench/results/retrieval-fusion.json).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     work, out = Path(args.work), Path(args.out)
     embedder = Embedder()
+    if args.tune_fusion:
+        tuning = tune_fusion(args.data, embedder, work)
+        write_results(out.with_name("retrieval-fusion.json"), tuning, fusion_markdown(tuning))
+        return
     if args.fit_shipped:
         fit_shipped(args.data, embedder, work)
     previous = json.loads(out.read_text()) if out.exists() else {}

@@ -150,16 +150,20 @@ def fit_queries(
     data: Optional[str] = typer.Argument(None, help=DATA_HELP),
     out: str = typer.Option("runs/learned-queries", "--out", help="Directory for manifest.json + weights."),
     split: str = typer.Option("train", help="Fit on this split only (train; evaluate on dev)."),
-    dense: bool = typer.Option(True, "--dense/--no-dense", help="Also fit embedding probes (embeds a sample)."),
-    sample_contracts: int = typer.Option(24, min=1, help="Contracts embedded whole for the dense probes."),
+    dense: bool = typer.Option(True, "--dense/--no-dense", help="Also fit embedding probes (embeds the passages)."),
+    sample_contracts: Optional[int] = typer.Option(
+        None, min=1, help="Embed only N sampled contracts (+ some positives) for the probes; default: every passage."
+    ),
+    gate_folds: int = typer.Option(4, min=0, help="Folds for the presence gate's cross-fitted scores (0: no gate)."),
 ) -> None:
-    """Learn per-category term weights and embedding probes from gold clauses; use them with --queries OUT."""
+    """Learn per-category term weights, embedding probes and presence-gate scores from gold clauses; use them with
+    --queries OUT or CLAUSELOOP_LEARNED_QUERIES=OUT."""
     from clauseloop.data import split_of
     from clauseloop.retrieval.fitting import FitConfig, fit_learned_queries
     from clauseloop.retrieval.learned import save_learned
 
-    config = FitConfig(dense=dense, sample_contracts=sample_contracts)
     try:
+        config = FitConfig(dense=dense, sample_contracts=sample_contracts, gate_folds=gate_folds)
         dataset = split_of(load_data_or_fail(data), split)
         learned = fit_learned_queries(dataset, config, progress=True)
     except ValueError as error:

@@ -13,6 +13,7 @@ from rich.text import Text
 from clauseloop.cli.common import DATA_HELP, console, err_console, fail, load_data_or_fail, print_json, user_errors
 
 CONTEXT_CHARS = 160  # text shown around a span in `ask`
+GATE_HELP = "Answer 'no clause' without the LM where the learned presence score is below its threshold."
 
 
 def evaluate(
@@ -25,6 +26,7 @@ def evaluate(
     export_nbest: Optional[Path] = typer.Option(None, help="Write official nbest_predictions JSON here."),
     out: Path = typer.Option(Path("runs/eval"), help="Report directory (report.json, report.md, pr_curve.png)."),
     threads: int = typer.Option(16, min=1, help="Concurrent requests (the local engine batches them)."),
+    gate: bool = typer.Option(True, help=GATE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report JSON."),
 ) -> None:
     """Score a program with CUAD's official span metric (AUPR, P@80R, F1 …) and write a report."""
@@ -34,7 +36,7 @@ def evaluate(
     config = EvalConfig(
         program=program, data=data, split=split, limit=limit, lm=lm, judge=judge,
         export_nbest=str(export_nbest) if export_nbest else None, out_dir=str(out), threads=threads,
-        progress=not as_json,
+        gate=gate, progress=not as_json,
     )
     with user_errors():
         report = run_evaluation(config)
@@ -87,6 +89,7 @@ def ask(
     data: Optional[str] = typer.Option(None, "--data", help=DATA_HELP),
     program: str = typer.Option("zero-shot", "--program", help="zero-shot, retrieval, or a saved program JSON."),
     lm: str = typer.Option("student", help="The answering LM: a role or a model string."),
+    gate: bool = typer.Option(True, help=GATE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print spans as JSON."),
 ) -> None:
     """Ask one contract about a category or a question; prints the clause spans in their context."""
@@ -100,15 +103,18 @@ def ask(
     target = find_contract(contract, data)
     category = canonical_name(query)
     inputs = {"category": category} if category in CATEGORY_NAMES else {"question": query}
-    qa = build_program(program, CuadDataset(contracts={target.id: target}, questions=[]))
+    qa = build_program(program, CuadDataset(contracts={target.id: target}, questions=[]), gate=gate)
     with err_console.status(f"asking {target.title}"):
         with dspy.context(lm=make_lm(lm) if program != "retrieval" else None):
             prediction = qa(contract=target, **inputs)
     if as_json:
         print_json({"contract": target.id, **inputs, "spans": [s.to_dict() for s in prediction.spans],
-                    "dropped": getattr(prediction, "dropped", 0)})
+                    "dropped": getattr(prediction, "dropped", 0), "gated": getattr(prediction, "gated", False)})
         return
-    if not prediction.spans:
+    if getattr(prediction, "gated", False):
+        console.print(f"No clause about {query!r} in {target.title}: nothing in it scores like one, so the LM was "
+                      "not asked (--no-gate asks it anyway).")
+    elif not prediction.spans:
         console.print(f"No clause about {query!r} found in {target.title}.")
     for number, span in enumerate(prediction.spans, start=1):
         title = f"{number}. chars {span.start}–{span.end}, confidence {span.confidence:.2f}"

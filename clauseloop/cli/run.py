@@ -40,7 +40,8 @@ def print_summary(report: dict) -> None:
     )
     console.print(
         f"[bold]review[/] {review['contract']} ({review['chars']:,} characters): {len(review['spans'])} categories "
-        f"with clauses in {review['seconds']} s; {review['dropped_spans']} unlocatable quotes dropped"
+        f"with clauses in {review['seconds']} s; {len(review['gated'])} answered 'no clause' by the presence gate "
+        f"without the LM; {review['dropped_spans']} unlocatable quotes dropped"
     )
     for category, spans in sorted(review["spans"].items()):
         first = " ".join(spans[0]["text"].split())

@@ -63,6 +63,7 @@ def review_contract(contract: Contract, lm_name: str) -> dict:
             if prediction.spans
         },
         "dropped_spans": sum(prediction.dropped for prediction in predictions.values()),
+        "gated": sorted(c for c, prediction in predictions.items() if getattr(prediction, "gated", False)),
     }
 
 

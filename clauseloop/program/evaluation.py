@@ -42,6 +42,7 @@ class EvalConfig:
     export_nbest: str | None = None  # also write the official nbest_predictions JSON here
     out_dir: str = "runs/eval"
     threads: int = 16
+    gate: bool = True  # the QA program's presence gate (QAConfig.gate); off: the LM answers every question
     bootstrap_draws: int = 1000
     seed: int = 0
     progress: bool = True  # a progress bar over questions (off when stdout must stay clean JSON)
@@ -66,14 +67,14 @@ def stratified_questions(questions: Sequence[ClauseQuestion], limit: int | None,
     return chosen
 
 
-def build_program(spec: str, dataset: CuadDataset) -> dspy.Module:
-    """A program by name (``zero-shot``, ``retrieval``) or from a saved JSON state."""
+def build_program(spec: str, dataset: CuadDataset, *, gate: bool = True) -> dspy.Module:
+    """A program by name (``zero-shot``, ``retrieval``) or from a saved JSON state; ``gate``: QAConfig.gate."""
     from clauseloop.program.baselines import RetrievalBaseline
-    from clauseloop.program.qa import ContractQA
+    from clauseloop.program.qa import ContractQA, QAConfig
 
     if spec == "retrieval":
         return RetrievalBaseline(dataset.contracts)
-    program = ContractQA(dataset.contracts)
+    program = ContractQA(dataset.contracts, config=QAConfig(gate=gate))
     if spec != "zero-shot":
         if not Path(spec).is_file():
             raise FileNotFoundError(f"{spec}: not a saved program; use one of {PROGRAMS} or a JSON from program.save")
@@ -129,7 +130,7 @@ def evaluate(config: EvalConfig) -> dict:
     questions = stratified_questions(split_of(dataset, config.split).questions, config.limit, config.seed)
     if not questions:
         raise ValueError(f"split {config.split!r} of {dataset.source} has no questions; try --split all")
-    program = build_program(config.program, dataset)
+    program = build_program(config.program, dataset, gate=config.gate)
     started = time.perf_counter()
     with dspy.context(lm=make_lm(config.lm) if config.program != "retrieval" else None):
         predictions = run_program(program, questions, config.threads, config.progress)
@@ -150,6 +151,7 @@ def evaluate(config: EvalConfig) -> dict:
         "dropped_spans": dropped,
         "failed_predictions": sum(bool(getattr(p, "failed", False)) for p in predictions),
         "parse_failures": sum(bool(getattr(p, "parse_failed", False)) for p in predictions),
+        "gated": sum(bool(getattr(p, "gated", False)) for p in predictions),
         "seconds": round(seconds, 2),
         "questions_per_second": round(len(questions) / seconds, 3) if seconds else None,
     }

@@ -16,6 +16,10 @@ Confidence in [0, 1] = LM certainty × retrieval support:
   for a span the LM quoted from elsewhere in the contract.
 
 This ranks spans for CUAD's precision-recall curve (AUPR) without a second LM call.
+
+Before any of that, the presence gate (:mod:`clauseloop.retrieval.gate`, ``QAConfig.gate``) answers "no clause"
+for a category whose learned term model finds nothing like it in the contract; such predictions carry
+``gated=True`` and cost no LM call.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ class QAConfig:
     max_tokens: int = 32  # the LM's answer budget; a quote cut by it is completed to its sentence end from the contract
     logprobs: bool = True  # ask the LM for token log-probs (confidence); ignored by LMs that cannot
     review_threads: int = 16  # concurrent requests in review(): the engine batches them
+    # Answer "no clause" without the LM when the category's learned presence score for the contract is below its
+    # cross-fitted threshold (clauseloop.retrieval.gate): most categories are absent from most contracts.
+    gate: bool = True
+    gate_recall: float = 0.97  # share of (held-out training) contracts with a clause the gate must let through
 
 
 class ExtractClauses(dspy.Signature):
@@ -61,10 +69,10 @@ Retriever = Callable[[Contract, str, int], Sequence[Any]]
 
 
 class _Shared:
-    """Contracts and retriever are shared by every copy of a program (teleprompters deepcopy programs a lot)."""
+    """Contracts, retriever and gate are shared by every copy of a program (teleprompters deepcopy programs a lot)."""
 
-    def __init__(self, contracts: Mapping[str, Contract], retriever: Retriever | None):
-        self.contracts, self.retriever = dict(contracts), retriever
+    def __init__(self, contracts: Mapping[str, Contract], retriever: Retriever | None, gate: Any):
+        self.contracts, self.retriever, self.gate = dict(contracts), retriever, gate
 
     def __deepcopy__(self, memo: dict) -> "_Shared":
         return self
@@ -143,10 +151,12 @@ class ContractQA(dspy.Module):
         contracts: Mapping[str, Contract] | None = None,
         retriever: Retriever | None = None,
         config: QAConfig = QAConfig(),
+        gate: Any = None,
     ):
+        """``gate``: a :class:`~clauseloop.retrieval.gate.PresenceGate` (default: the default learned queries')."""
         super().__init__()
         self.config = config
-        self.shared = _Shared(contracts or {}, retriever)
+        self.shared = _Shared(contracts or {}, retriever, gate)
         self.extract = dspy.Predict(ExtractClauses)
 
     def add_contracts(self, contracts: Mapping[str, Contract]) -> None:
@@ -169,6 +179,8 @@ class ContractQA(dspy.Module):
         contract: Contract | None = None,
     ) -> dspy.Prediction:
         contract = contract or self._contract(contract_id)
+        if self.config.gate and category in CATEGORY_NAMES and not self._gate().allows(contract, category):
+            return dspy.Prediction(spans=[], passages=[], answer="NONE", dropped=0, parse_failed=False, gated=True)
         passages = self.retrieve(contract, category, question)
         # Stop at the adapter's end marker: small LMs otherwise repeat themselves up to max_tokens.
         lm_kwargs = {"max_tokens": self.config.max_tokens, "stop": ["[[ ## completed"]}
@@ -199,6 +211,13 @@ class ContractQA(dspy.Module):
         return dspy.Prediction(
             spans=spans, passages=passages, answer=answer, dropped=dropped, parse_failed=parse_failed
         )
+
+    def _gate(self) -> Any:
+        if self.shared.gate is None:
+            from clauseloop.retrieval.gate import default_gate
+
+            self.shared.gate = default_gate(self.config.gate_recall)
+        return self.shared.gate
 
     def _contract(self, contract_id: str | None) -> Contract:
         if contract_id in self.shared.contracts:

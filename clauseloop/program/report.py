@@ -42,6 +42,7 @@ def markdown_report(report: dict) -> str:
         *[f"| {label} | {_with_ci(overall, key)} |" for key, label in HEADLINE],
         f"| hallucination (dropped-span) rate | {_fmt(report['hallucination_rate'])} |",
         f"| failed / unparseable predictions | {report['failed_predictions']} / {report['parse_failures']} |",
+        f"| answered \"no clause\" by the presence gate (no LM call) | {report.get('gated', 0)} |",
     ]
     if "judge" in report:
         lines.append(f"| LLM judge (`{report['judge']['judge_lm']}`) mean | {_fmt(report['judge']['mean'])} |")

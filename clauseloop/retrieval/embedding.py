@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_EMBEDDER = "minilm-l6"
 # One encode at a time per process: each call already uses every core (torch threads), and the QA program asks
 # from 16 threads at once (on 2 cores, 16 concurrent encodes drove the load average to 25 and crawled).
-_ENCODE_LOCK = threading.Lock()
+_ENCODE_LOCK = threading.RLock()  # re-entrant: an encoder may wrap another Embedder (a cache)
 
 
 class Embedder:

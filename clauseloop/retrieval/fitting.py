@@ -7,12 +7,13 @@ regressions learn to tell them apart:
 * **lexical**: over binary word / word-pair features (the BM25 tokenizer's stems), on every training passage.
   The ``max_terms`` terms with the largest weights are kept and re-fitted alone: they are the model and its
   explanation.
-* **dense**: a linear probe over MiniLM passage embeddings. Embedding a whole training split is slow on a CPU
-  (hours for CUAD's ~65,000 train passages), so by default it is fitted on a fixed sample: every passage of
-  ``sample_contracts`` contracts (within-contract negatives) plus up to ``extra_positives`` positive passages per
-  category from the other contracts. ``sample_contracts=None`` fits on every passage; pair it with
-  ``embeddings=`` (vectors computed elsewhere, e.g. on a GPU, for :func:`training_passages` in order) to skip
-  the embedding step.
+* **dense**: a linear probe over MiniLM passage embeddings, by default of every training passage (~40 min of
+  embedding for CUAD's ~65,000 train passages on 2 CPU cores). ``sample_contracts=N`` fits on a fixed sample
+  instead: every passage of N contracts (within-contract negatives) plus up to ``extra_positives`` positive
+  passages per category from the other contracts. ``embeddings=`` (vectors computed elsewhere, e.g. on a GPU, for
+  :func:`training_passages` in order) skips the embedding step.
+
+The lexical models also yield the presence gate's cross-fitted scores (``gate_folds``; :mod:`.gate`).
 
 Fit on the train split only and evaluate on dev; nothing here reads text beyond the dataset it is given.
 """
@@ -23,6 +24,7 @@ import logging
 import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -30,6 +32,7 @@ from clauseloop.data.records import CuadDataset
 from clauseloop.retrieval.chunking import ChunkConfig, Passage, chunk_contract
 from clauseloop.retrieval.embedding import Embedder
 from clauseloop.retrieval.evaluate import MIN_COVERAGE, covered_share
+from clauseloop.retrieval.gate import cross_fit_presence
 from clauseloop.retrieval.learned import CategoryModel, LearnedQueries, data_fingerprint, passage_terms
 
 logger = logging.getLogger(__name__)
@@ -44,10 +47,20 @@ class FitConfig:
     max_iter: int = 60  # L-BFGS iterations per category
     max_terms: int = 1000  # terms kept per category (the artifact's size; 400 cost 1 point of recall@5)
     dense: bool = True  # also fit the embedding probe (needs the embedder)
-    sample_contracts: int | None = 24  # None: the probe sees every training passage (no sampling)
+    # None: the probe sees every training passage (the shipped fit; embedding CUAD's 65,000 train passages takes
+    # ~40 min on 2 CPU cores). N: every passage of N sampled contracts plus `extra_positives` per category.
+    sample_contracts: int | None = None
     extra_positives: int = 30
+    # The presence gate (clauseloop.retrieval.gate): presence scores cross-fitted over this many folds of the
+    # training contracts (0: no gate).
+    gate_folds: int = 4
     seed: int = 0
     chunking: ChunkConfig = field(default_factory=ChunkConfig)
+
+    def __post_init__(self) -> None:
+        if self.gate_folds < 0 or self.gate_folds == 1:
+            raise ValueError(f"gate folds must be 0 (no gate) or at least 2 (cross-fitting holds one fold out), "
+                             f"got {self.gate_folds}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +73,31 @@ class Labelled:
     passages: list[Passage]
     ranges: dict[str, tuple[int, int]]
     positives: dict[str, dict[str, set[int]]]  # category -> contract id -> rows
+    term_sets: list[set[str]] | None = field(default=None, repr=False)  # per passage; computed once, shared
+
+    def passage_term_sets(self) -> list[set[str]]:
+        """Each passage's stemmed words and word pairs (stemming all of CUAD's train split takes a while)."""
+        if self.term_sets is None:
+            self.term_sets = [passage_terms(p.text) for p in self.passages]
+        return self.term_sets
+
+    def contract_term_sets(self, contract_id: str) -> list[set[str]]:
+        return self.passage_term_sets()[slice(*self.ranges[contract_id])]
+
+    def subset(self, contract_ids: set[str]) -> "Labelled":
+        """The same labels restricted to some contracts (rows renumbered; term sets shared)."""
+        terms = self.passage_term_sets()
+        passages, ranges, subset_terms, shift = [], {}, [], {}
+        for cid in sorted(contract_ids):
+            start, end = self.ranges[cid]
+            ranges[cid], shift[cid] = (len(passages), len(passages) + end - start), len(passages) - start
+            passages.extend(self.passages[start:end])
+            subset_terms.extend(terms[start:end])
+        positives = {
+            category: {cid: {r + shift[cid] for r in rows} for cid, rows in by_contract.items() if cid in ranges}
+            for category, by_contract in self.positives.items()
+        }
+        return Labelled(passages, ranges, {c: rows for c, rows in positives.items() if rows}, subset_terms)
 
     def category_rows(self, category: str) -> tuple[np.ndarray, np.ndarray]:
         """Rows of the contracts that answer ``category``, and their 0/1 labels."""
@@ -123,7 +161,7 @@ def _sparse_rows(term_ids: list[np.ndarray], rows: np.ndarray, width: int):
 
 def _term_ids(labelled: Labelled, min_df: int) -> tuple[list[str], list[np.ndarray]]:
     """The vocabulary (terms in at least ``min_df`` passages) and each passage's sorted term columns."""
-    term_sets = [passage_terms(p.text) for p in labelled.passages]
+    term_sets = labelled.passage_term_sets()
     counts: dict[str, int] = defaultdict(int)
     for terms in term_sets:
         for term in terms:
@@ -147,16 +185,22 @@ def fit_lexical(labelled: Labelled, config: FitConfig = FitConfig()) -> dict[str
         if not labels.any():
             continue
         weights = fit_logistic(_sparse_rows(term_ids, rows, len(vocabulary)), labels, config.l2, config.max_iter)
-        keep = np.sort(np.argsort(-np.abs(weights), kind="stable")[: config.max_terms])
-        local = np.full(len(vocabulary), -1, dtype=np.int64)
-        local[keep] = np.arange(len(keep))
-        kept_ids = [local[term_ids[r]][local[term_ids[r]] >= 0] for r in rows.tolist()]
-        weights = fit_logistic(_sparse_rows(kept_ids, np.arange(len(rows)), len(keep)), labels, config.l2,
-                               config.max_iter)
-        fitted[category] = {vocabulary[i]: float(w) for i, w in zip(keep.tolist(), weights.tolist()) if w}
+        kept = [vocabulary[i] for i in np.sort(np.argsort(-np.abs(weights), kind="stable")[: config.max_terms])]
+        fitted[category] = fit_on_terms(labelled, category, kept, config)
         logger.info("%s: %d passages, %d positive; top terms %s", category, len(rows), int(labels.sum()),
-                    [vocabulary[keep[i]] for i in np.argsort(-weights)[:5]])
+                    sorted(fitted[category], key=lambda t: -fitted[category][t])[:5])
     return fitted
+
+
+def fit_on_terms(labelled: Labelled, category: str, terms: Sequence[str], config: FitConfig) -> dict[str, float]:
+    """The category's logistic regression over only ``terms`` (the second stage of :func:`fit_lexical`, and what
+    the presence gate re-fits per fold): non-zero weights by term."""
+    column = {term: n for n, term in enumerate(terms)}
+    term_sets = labelled.passage_term_sets()
+    rows, labels = labelled.category_rows(category)
+    ids = [np.array(sorted(column[t] for t in term_sets[r] if t in column), np.int64) for r in rows.tolist()]
+    weights = fit_logistic(_sparse_rows(ids, np.arange(len(rows)), len(terms)), labels, config.l2, config.max_iter)
+    return {term: float(w) for term, w in zip(terms, weights.tolist()) if w}
 
 
 def training_passages(dataset: CuadDataset, chunking: ChunkConfig = ChunkConfig()) -> list[Passage]:
@@ -235,8 +279,10 @@ def fit_learned_queries(dataset: CuadDataset, config: FitConfig = FitConfig(), *
         embedder = embedder or Embedder()  # lazy: loads no model when the embeddings are given
         probes = fit_dense(labelled, embedder, config, embeddings=embeddings, progress=progress)
     embedder_name = embedder.name if config.dense and embedder is not None else None
+    gates, gate_stats = cross_fit_presence(labelled, terms, config) if config.gate_folds >= 2 else ({}, None)
     models = {
-        name.lower(): CategoryModel(name, terms[name], probes.get(name), embedder_name) for name in sorted(terms)
+        name.lower(): CategoryModel(name, terms[name], probes.get(name), embedder_name, gates.get(name))
+        for name in sorted(terms)
     }
     manifest = {
         "fitted_on": {"contracts": len(dataset.contracts), "questions": len(dataset.questions),
@@ -244,6 +290,7 @@ def fit_learned_queries(dataset: CuadDataset, config: FitConfig = FitConfig(), *
                       "fingerprint": data_fingerprint(dataset.contracts, dataset.questions)},
         "embedder": embedder_name,
         "probe_passages": len(dense_sample(labelled, config)) if config.dense else 0,
+        "gate": gate_stats,
         "probe_embeddings": ("precomputed" if embeddings is not None else "computed") if config.dense else None,
         "chunking": config.chunking.to_dict(),
         "fit": config.to_dict(),

@@ -21,10 +21,11 @@ class FusionConfig:
     dense_weight: float = 0.5
     lexical_weight: float = 1.5
     lead_weight: float = 3.0  # multiplied by the query's own lead weight (0 for most categories)
-    # Learned category models (Query.learned). Chosen on 24 held-out TRAIN contracts (models fitted without them):
+    # Learned category models (Query.learned). Chosen on 46 held-out TRAIN contracts, models fitted without them
+    # (best recall@5 + recall@10 of a 3 x 4 grid, bench/results/retrieval-fusion.md; the grid spans < 1 point):
     # the fitted term weights are the strongest single ranking, so they outvote the hand-written lists.
     learned_lexical_weight: float = 5.0
-    learned_dense_weight: float = 2.0
+    learned_dense_weight: float = 3.0
     max_overlap: float = 0.6  # skip a passage sharing more than this share of its text with a better-ranked one
 
     def to_dict(self) -> dict:

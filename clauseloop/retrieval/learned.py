@@ -4,7 +4,9 @@ A :class:`CategoryModel` scores every passage of a contract twice: ``lexical_sco
 the stemmed words and word pairs a passage contains (a logistic regression on bag-of-words features), and
 ``dense_scores`` is the passage embedding's dot product with a linear probe. Both were fitted on gold clauses of a
 training split (:mod:`clauseloop.retrieval.fitting`); the index fuses them with the hand-written hybrid ranking by
-reciprocal rank, so a learned model can only add evidence, never hide what BM25 and the embedding found.
+reciprocal rank, so a learned model can only add evidence, never hide what BM25 and the embedding found. The lexical
+model also drives the presence gate (:mod:`clauseloop.retrieval.gate`), which lets the QA program skip the LM for
+categories a contract has nothing like.
 
 :class:`LearnedQueries` is the set of models with their manifest (what data they were fitted on, embedder,
 chunking, versions). It is stored as ``manifest.json`` + ``weights.safetensors`` (no pickle). The package ships one
@@ -57,6 +59,16 @@ class CategoryModel:
     terms: dict[str, float]
     dense: np.ndarray | None = None
     embedder: str | None = None  # the probe only means something over embeddings of this model
+    # Cross-fitted presence scores of training contracts that have the clause, ascending (retrieval.gate).
+    gate: np.ndarray | None = None
+
+    def gate_threshold(self, recall: float) -> float | None:
+        """The presence score below which a contract is taken to have no clause, keeping ``recall`` of the
+        held-out training contracts that have one (None: this category is never gated)."""
+        if self.gate is None or not len(self.gate):
+            return None
+        misses = int(np.floor((1.0 - recall) * len(self.gate) + 1e-9))
+        return float(self.gate[min(misses, len(self.gate) - 1)])
 
     def lexical_scores(self, term_sets: Sequence[set[str]]) -> np.ndarray:
         """Sum of the learned weights of each passage's terms (a logit without its constant bias)."""
@@ -110,7 +122,8 @@ def save_learned(learned: LearnedQueries, directory: str | Path) -> Path:
 
     The manifest holds the provenance, one shared sorted ``vocabulary`` of every kept term, and per category its
     name; the weights file holds, per category ``n``, ``terms.n`` (indices into the vocabulary), ``weights.n``
-    (float16: ranking needs no more) and ``dense.n`` (the float32 probe, if any), plus the weights' checksum.
+    (float16: ranking needs no more), ``dense.n`` (the float32 probe, if any) and ``gate.n`` (the presence gate's
+    cross-fitted scores, if any), plus the weights' checksum.
     """
     from safetensors.numpy import save_file
 
@@ -127,8 +140,10 @@ def save_learned(learned: LearnedQueries, directory: str | Path) -> Path:
         tensors[f"weights.{n}"] = np.array([model.terms[t] for t in terms], dtype=np.float16)
         if model.dense is not None:
             tensors[f"dense.{n}"] = np.asarray(model.dense, dtype=np.float32)
+        if model.gate is not None:
+            tensors[f"gate.{n}"] = np.sort(np.asarray(model.gate, dtype=np.float32))
         categories.append({"name": model.category, "terms": len(terms), "dense": model.dense is not None,
-                           "top_terms": model.top_terms(8)})
+                           "gate": model.gate is not None, "top_terms": model.top_terms(8)})
     tmp = directory / f".{WEIGHTS}.tmp"
     save_file(tensors, str(tmp))
     tmp.chmod(0o644)  # safetensors writes owner-only files; a shipped or shared fit must be readable by all
@@ -182,7 +197,8 @@ def load_learned(directory: str | Path) -> LearnedQueries:
                                  "weights")
             terms = {vocabulary[int(c)]: w for c, w in zip(columns.tolist(), values.tolist())}
             dense = tensors[f"dense.{n}"] if entry["dense"] else None
-            models[entry["name"].lower()] = CategoryModel(entry["name"], terms, dense, manifest.get("embedder"))
+            gate = tensors[f"gate.{n}"] if entry.get("gate") else None
+            models[entry["name"].lower()] = CategoryModel(entry["name"], terms, dense, manifest.get("embedder"), gate)
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise LearnedQueriesError(f"{directory}: manifest and weights disagree ({error}); "
                                   f"{_refit_hint(directory)}") from error

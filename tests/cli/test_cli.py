@@ -83,6 +83,7 @@ def test_main_job_runs_offline(smollm2_dir, tmp_path):
     contract = load_cuad("demo").contracts[review["contract"]]
     for spans in review["spans"].values():  # whatever the small model says, the spans are contract text
         assert all(contract.text[s["start"] : s["end"]] == s["text"] for s in spans)
+    assert not set(review["gated"]) & set(review["spans"])  # a gated category has no spans
     assert set(report["evaluation"]) == {"retrieval", "zero-shot"}
     for row in report["evaluation"].values():
         assert row["questions"] == 41 and 0.0 <= row["f1"] <= 1.0

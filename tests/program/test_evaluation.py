@@ -47,7 +47,8 @@ def test_evaluate_cli_with_real_student(tmp_path, smollm2_dir):
     assert report["data"]["questions"] == 4 and report["config"]["program"] == "zero-shot"
     assert report["questions_per_second"] > 0
     assert 0.0 <= report["hallucination_rate"] <= 1.0
-    assert "| AUPR |" in (tmp_path / "report.md").read_text()
+    assert "| AUPR |" in (tmp_path / "report.md").read_text() and "presence gate" in (tmp_path / "report.md").read_text()
+    assert 0 <= report["gated"] <= 4 and report["config"]["gate"] is True
 
 
 @pytest.mark.real_model
@@ -58,3 +59,17 @@ def test_ask_cli_highlights_spans(smollm2_dir):
     assert spans and "Pennsylvania" in spans[0]["text"]
     result = CliRunner().invoke(app, ["ask", "no-such-contract", "Parties"])
     assert result.exit_code == 2 and "no contracts match" in result.output
+
+
+@pytest.mark.real_model
+def test_ask_cli_reports_a_gated_category_and_can_skip_the_gate(smollm2_dir):
+    """HALVORSEN (a demo supply agreement) has no source-code escrow: the gate answers without the LM."""
+    result = CliRunner().invoke(app, ["ask", "HALVORSEN", "Source Code Escrow", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) | {"contract": None} == {
+        "contract": None, "category": "Source Code Escrow", "spans": [], "dropped": 0, "gated": True}
+    result = CliRunner().invoke(app, ["ask", "HALVORSEN", "Source Code Escrow"])
+    assert result.exit_code == 0 and "not asked" in result.output
+    result = CliRunner().invoke(app, ["ask", "HALVORSEN", "Source Code Escrow", "--no-gate", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["gated"] is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import dspy
+import numpy as np
 import pytest
 from dspy.utils import DummyLM
 
@@ -116,7 +117,7 @@ def test_an_answer_cut_by_max_tokens_is_completed_from_the_contract(demo_dataset
 def test_real_model_end_to_end_on_demo(demo_dataset, smollm2_dir):
     from clauseloop.engine.roles import make_lm
 
-    program = ContractQA(demo_dataset.contracts, config=QAConfig(k=2, max_tokens=48))
+    program = ContractQA(demo_dataset.contracts, config=QAConfig(k=2, max_tokens=48, gate=False))
     contract = next(iter(demo_dataset.contracts.values()))
     with dspy.context(lm=make_lm("student")):
         predictions = program.review(contract, categories=("Governing Law", "Parties", "Audit Rights"))
@@ -128,3 +129,48 @@ def test_real_model_end_to_end_on_demo(demo_dataset, smollm2_dir):
             assert contract.text[span.start : span.end] == span.text
             assert 0.0 <= span.confidence <= 1.0
         assert prediction.dropped >= 0
+
+
+def hand_made_gate(threshold: float):
+    from clauseloop.retrieval.gate import PresenceGate
+    from clauseloop.retrieval.learned import CategoryModel, LearnedQueries
+
+    model = CategoryModel("Governing Law", {"laws": 2.0, "govern": 1.5}, gate=np.array([threshold], np.float32))
+    return PresenceGate(LearnedQueries({"governing law": model}, {}))
+
+
+def test_a_gated_category_is_answered_without_the_lm(demo_dataset):
+    contract = next(iter(demo_dataset.contracts.values()))
+    passages = [Passage(contract.id, 0, 40, contract.text[:40])]
+    gated = ContractQA(demo_dataset.contracts, retriever=fixed_retriever(passages), gate=hand_made_gate(99.0))
+    lm = DummyLM([{"clauses": "NONE"}] * 3)
+    with dspy.context(lm=lm):
+        prediction = gated(contract_id=contract.id, category="Governing Law")
+        assert prediction.gated and prediction.spans == [] and prediction.passages == [] and len(lm.history) == 0
+        assert copy.deepcopy(gated)(contract_id=contract.id, category="Governing Law").gated  # copies share it
+        gated(contract_id=contract.id, question="Which law governs?")  # free questions are never gated
+        gated(contract_id=contract.id, category="Parties")  # nor categories without a threshold
+        assert len(lm.history) == 2
+        ungated = ContractQA(demo_dataset.contracts, retriever=fixed_retriever(passages),
+                             config=QAConfig(gate=False), gate=hand_made_gate(99.0))
+        assert not getattr(ungated(contract_id=contract.id, category="Governing Law"), "gated", False)
+        assert len(lm.history) == 3
+
+
+def test_real_model_review_with_the_shipped_gate(demo_dataset, smollm2_dir):
+    """The default program gates with the shipped thresholds: gated categories cost no LM call, the others do,
+    and a category with a gold clause in this contract gets through."""
+    from clauseloop.engine.roles import make_lm
+    from clauseloop.retrieval.gate import default_gate
+
+    contract = next(iter(demo_dataset.contracts.values()))
+    gold = {q.category for q in demo_dataset.questions if q.contract_id == contract.id and q.answers}
+    categories = ("Governing Law", "Source Code Escrow", "Liquidated Damages", "Parties", *sorted(gold)[:2])
+    program = ContractQA(demo_dataset.contracts, config=QAConfig(max_tokens=16))
+    lm = make_lm("student", cache=False)
+    with dspy.context(lm=lm):
+        predictions = program.review(contract, categories=categories)
+    expected_gated = {c for c in categories if not default_gate().allows(contract, c)}
+    assert {c for c, p in predictions.items() if getattr(p, "gated", False)} == expected_gated
+    assert len(lm.history) == len(set(categories) - expected_gated)
+    assert "Governing Law" in gold and "Source Code Escrow" in expected_gated and not gold & expected_gated

@@ -61,6 +61,8 @@ def test_fit_queries_writes_a_directory_that_eval_and_search_can_use(tmp_path, d
     assert result.exit_code == 0, result.output
     assert "categories" in result.output and (tmp_path / "fitted" / "manifest.json").exists()
     assert invoke("index", "fit-queries", "--split", "nope", "--out", fitted).exit_code == 2
+    result = invoke("index", "fit-queries", "--gate-folds", "1", "--out", fitted)
+    assert result.exit_code == 2 and "at least 2" in result.output
 
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -137,6 +137,8 @@ def test_the_shipped_fit_loads_and_covers_every_category():
     assert learned.embedder == "minilm-l6" and learned.manifest["fitted_on"]["contracts"] > 300
     model = learned.get("Governing Law")
     assert model.dense.shape == (384,) and {"law", "govern"} & set(model.top_terms(5))
+    assert learned.manifest["probe_passages"] == learned.manifest["fitted_on"]["passages"]  # every train passage
+    assert learned.manifest["gate"]["folds"] == 4 and len(model.gate) > 100  # cross-fitted presence scores
     query = LearnedQueryBuilder()("Governing Law")
     assert query.learned is model and query.text == CategoryQueryBuilder()("Governing Law").text
     assert LearnedQueryBuilder()("some free text").learned is None
