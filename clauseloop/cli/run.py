@@ -10,7 +10,6 @@ from rich.table import Table
 from clauseloop.cli.common import DATA_HELP, console, err_console, print_json, user_errors
 
 
-
 def run(
     data: Optional[str] = typer.Option(None, "--data", help=DATA_HELP),
     student: str = typer.Option("student", help="The answering LM: a role or a model string."),

@@ -26,7 +26,8 @@ import numpy as np
 
 from clauseloop.data.records import Contract
 from clauseloop.retrieval.chunking import ChunkConfig, chunk_contract
-from clauseloop.retrieval.learned import CategoryModel, LearnedQueries, passage_terms
+from clauseloop.retrieval.index import contract_hash
+from clauseloop.retrieval.learned import LearnedQueries, passage_terms, recall_threshold
 
 if TYPE_CHECKING:
     from clauseloop.retrieval.fitting import FitConfig, Labelled
@@ -35,7 +36,11 @@ logger = logging.getLogger(__name__)
 
 
 def presence_scores(term_sets: Sequence[set[str]], weights: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Per category, the best passage's summed term weights (``-inf`` for a contract without passages)."""
+    """Per category, the best passage's summed term weights (``-inf`` for a contract without passages).
+
+    The same sums as ``CategoryModel.lexical_scores``, for every category at once as one matrix: cross-fitting
+    scores every (training contract, category) pair, where a dict lookup per term and category is too slow.
+    """
     categories = sorted(weights)
     vocabulary = sorted({t for terms in weights.values() for t in terms})
     column = {t: n for n, t in enumerate(vocabulary)}
@@ -92,7 +97,7 @@ def gate_statistics(scores: dict[str, np.ndarray], without: dict[str, list[float
     """Held-out share of answerable pairs kept and of the other pairs gated, with thresholds for ``recall``."""
     kept, gated = [], []
     for category, positive in scores.items():
-        threshold = CategoryModel(category, {}, gate=positive).gate_threshold(recall)
+        threshold = recall_threshold(positive, recall)
         kept.extend(positive >= threshold)
         gated.extend(score < threshold for score in without[category])
     return {"kept_with_clause": round(float(np.mean(kept)), 4) if kept else None,
@@ -113,7 +118,7 @@ class PresenceGate:
         chunking = (learned.manifest.get("chunking") if learned is not None else None) or {}
         self.chunking = ChunkConfig(**chunking)
         self.max_contracts = max_contracts
-        self._term_sets: OrderedDict[tuple[str, int], list[set[str]]] = OrderedDict()
+        self._term_sets: OrderedDict[str, list[set[str]]] = OrderedDict()  # by contract content hash
         self._lock = threading.Lock()
 
     def threshold(self, category: str) -> float | None:
@@ -122,27 +127,28 @@ class PresenceGate:
 
     def score(self, contract: Contract, category: str) -> float | None:
         """The contract's presence score for ``category``, or None when the category has no gate."""
-        if self.threshold(category) is None:
-            return None
-        return float(self.learned.get(category).lexical_scores(self._contract_terms(contract)).max(initial=-np.inf))
+        return None if self.threshold(category) is None else self._best_passage_score(contract, category)
 
     def allows(self, contract: Contract, category: str) -> bool:
         """False only when the category has a threshold and the contract scores below it."""
         threshold = self.threshold(category)
-        return threshold is None or self.score(contract, category) >= threshold
+        return threshold is None or self._best_passage_score(contract, category) >= threshold
+
+    def _best_passage_score(self, contract: Contract, category: str) -> float:
+        scores = self.learned.get(category).lexical_scores(self._contract_terms(contract))
+        return float(scores.max(initial=-np.inf))
 
     def _contract_terms(self, contract: Contract) -> list[set[str]]:
-        key = (contract.id, hash(contract.text))
+        """Computed under the lock: a review asks from 16 threads at once, and stemming holds the GIL anyway,
+        so computing outside it would only repeat the same work 16 times."""
+        key = contract_hash(contract)
         with self._lock:
-            if key in self._term_sets:
-                self._term_sets.move_to_end(key)
-                return self._term_sets[key]
-        terms = [passage_terms(p.text) for p in chunk_contract(contract, self.chunking)]
-        with self._lock:
-            self._term_sets[key] = terms
-            while len(self._term_sets) > self.max_contracts:
-                self._term_sets.popitem(last=False)
-        return terms
+            if key not in self._term_sets:
+                self._term_sets[key] = [passage_terms(p.text) for p in chunk_contract(contract, self.chunking)]
+                while len(self._term_sets) > self.max_contracts:
+                    self._term_sets.popitem(last=False)
+            self._term_sets.move_to_end(key)
+            return self._term_sets[key]
 
 
 _DEFAULT: dict[tuple[int, float], PresenceGate] = {}

@@ -51,6 +51,12 @@ def passage_terms(text: str) -> set[str]:
     return set(tokenize(text, bigrams=True))
 
 
+def recall_threshold(ascending: np.ndarray, recall: float) -> float:
+    """The highest threshold that at least ``recall`` of the (sorted) ``ascending`` scores reach."""
+    misses = int(np.floor((1.0 - recall) * len(ascending) + 1e-9))
+    return float(ascending[min(misses, len(ascending) - 1)])
+
+
 @dataclass(frozen=True, eq=False)
 class CategoryModel:
     """One category's learned scorer: term weights (sparse) and an optional dense probe over embeddings."""
@@ -65,10 +71,7 @@ class CategoryModel:
     def gate_threshold(self, recall: float) -> float | None:
         """The presence score below which a contract is taken to have no clause, keeping ``recall`` of the
         held-out training contracts that have one (None: this category is never gated)."""
-        if self.gate is None or not len(self.gate):
-            return None
-        misses = int(np.floor((1.0 - recall) * len(self.gate) + 1e-9))
-        return float(self.gate[min(misses, len(self.gate) - 1)])
+        return recall_threshold(self.gate, recall) if self.gate is not None and len(self.gate) else None
 
     def lexical_scores(self, term_sets: Sequence[set[str]]) -> np.ndarray:
         """Sum of the learned weights of each passage's terms (a logit without its constant bias)."""
