@@ -22,11 +22,15 @@ class FusionConfig:
     lexical_weight: float = 1.5
     lead_weight: float = 3.0  # multiplied by the query's own lead weight (0 for most categories)
     # Learned category models (Query.learned). Chosen on 46 held-out TRAIN contracts, models fitted without them
-    # (best recall@5 + recall@10 of a 3 x 4 grid, bench/results/retrieval-fusion.md; the grid spans < 1 point):
-    # the fitted term weights are the strongest single ranking, so they outvote the hand-written lists.
+    # (best recall@5 + recall@10 of a 3 x 3 x 3 grid with max_overlap, bench/results/retrieval-fusion.md; the grid
+    # spans about 2 points): the fitted term weights are the strongest single ranking, so they outvote the
+    # hand-written lists.
     learned_lexical_weight: float = 5.0
     learned_dense_weight: float = 3.0
-    max_overlap: float = 0.6  # skip a passage sharing more than this share of its text with a better-ranked one
+    # Skip a passage sharing more than this share of its text with a better-ranked one. Consecutive passages share
+    # up to half their text (ChunkConfig.overlap_chars), so 0.5 keeps neighbours that add at least half new text;
+    # chosen with the learned weights on that grid (0.4 / 0.5 / 0.6).
+    max_overlap: float = 0.5
 
     def to_dict(self) -> dict:
         return asdict(self)

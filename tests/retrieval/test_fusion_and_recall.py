@@ -4,7 +4,7 @@ import pytest
 from clauseloop.data import ClauseQuestion, Span
 from clauseloop.retrieval.chunking import Passage
 from clauseloop.retrieval.evaluate import covered_share, span_recall
-from clauseloop.retrieval.fusion import pick_diverse, ranks_of, reciprocal_rank_fusion
+from clauseloop.retrieval.fusion import FusionConfig, pick_diverse, ranks_of, reciprocal_rank_fusion
 
 
 def test_rrf_orders_a_hand_made_case():
@@ -29,6 +29,14 @@ def test_pick_diverse_skips_repeated_text():
     order = [0, 1, 2, 3]  # item 1 shares half of itself with item 0
     assert pick_diverse(order, starts, ends, k=3, max_overlap=0.4) == [0, 2, 3]
     assert pick_diverse(order, starts, ends, k=3, max_overlap=1.0) == [0, 1, 2]
+
+
+def test_default_overlap_keeps_a_neighbour_that_adds_half_new_text():
+    # Consecutive chunks share up to half their text: the default keeps such a neighbour, not a near-copy.
+    half, near_copy, elsewhere = (300, 900), (100, 700), (2000, 2600)
+    starts, ends = zip((0, 600), near_copy, half, elsewhere)
+    chosen = pick_diverse([0, 1, 2, 3], starts, ends, k=3, max_overlap=FusionConfig().max_overlap)
+    assert chosen == [0, 2, 3]
 
 
 def _passage(start: int, end: int, cid: str = "c") -> Passage:
