@@ -34,7 +34,7 @@ from common import write_results
 from clauseloop.data import load_cuad, split_of
 from clauseloop.retrieval.chunking import chunk_contracts
 from clauseloop.retrieval.embedding import Embedder
-from clauseloop.retrieval.evaluate import evaluate_index
+from clauseloop.retrieval.evaluate import RecallReport, evaluate_index
 from clauseloop.retrieval.fitting import FitConfig, fit_learned_queries
 from clauseloop.retrieval.index import MODES, IndexConfig, PassageIndex
 from clauseloop.retrieval.learned import SHIPPED_DIR, load_learned, save_learned
@@ -128,17 +128,26 @@ def tune_fusion(data: str, embedder: Embedder, work: Path, held_out: int = 46) -
                                   replace(SHIPPED_FIT, gate_folds=0), embedder=cached, progress=True)
     evaluation = train.subset(held)
     index = PassageIndex.build(evaluation.contracts.values(), IndexConfig(), embedder=cached)
-    results = {}
+    results, fusion = {}, index.config.fusion
     for lexical, dense, overlap in FUSION_GRID:
-        index.config = replace(index.config, fusion=replace(index.config.fusion, learned_lexical_weight=lexical,
-                                                            learned_dense_weight=dense, max_overlap=overlap))
-        report = evaluate_index(index, evaluation.questions, KS, builder=LearnedQueryBuilder(learned), mode="hybrid")
+        setting = replace(fusion, learned_lexical_weight=lexical, learned_dense_weight=dense, max_overlap=overlap)
+        report = learned_recall(index, evaluation.questions, learned, setting)
         key = f"{lexical:g}/{dense:g}/{overlap:g}"
         results[key] = {f"recall@{k}": round(report.recall(k), 4) for k in KS}
         logging.info("learned weights %g / %g, max overlap %g: %s", lexical, dense, overlap, results[key])
     best = max(results, key=lambda key: results[key]["recall@5"] + results[key]["recall@10"])
     return {"held_out_train_contracts": held_out, "questions": len(evaluation.questions), "best": best,
             "results": results}
+
+
+def learned_recall(index, questions, learned, fusion) -> RecallReport:
+    """Span recall of the learned queries in hybrid mode with ``fusion`` in place of the index's own settings."""
+    original = index.config
+    index.config = replace(original, fusion=fusion)
+    try:
+        return evaluate_index(index, questions, KS, builder=LearnedQueryBuilder(learned), mode="hybrid")
+    finally:
+        index.config = original
 
 
 def learned_results(index, questions, learned) -> dict:
@@ -151,15 +160,11 @@ def learned_results(index, questions, learned) -> dict:
         "learned_terms_only": replace(fusion, dense_weight=0.0, lexical_weight=0.0, learned_dense_weight=0.0,
                                       lead_weight=0.0),
     }
-    original, results = index.config, {}
-    try:
-        for name, variant in variants.items():
-            index.config = replace(original, fusion=variant)
-            report = evaluate_index(index, questions, KS, builder=LearnedQueryBuilder(learned), mode="hybrid")
-            results[name] = report.to_dict()
-            logging.info("%s: %s", name, {k: round(report.recall(k), 3) for k in KS})
-    finally:
-        index.config = original
+    results = {}
+    for name, variant in variants.items():
+        report = learned_recall(index, questions, learned, variant)
+        results[name] = report.to_dict()
+        logging.info("%s: %s", name, {k: round(report.recall(k), 3) for k in KS})
     return results
 
 
