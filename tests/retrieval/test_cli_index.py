@@ -86,3 +86,23 @@ def test_eval_with_fitted_hand_written_and_default_queries(tmp_path, demo_datase
     contract = next(q.contract_id for q in demo_dataset.questions if q.category == "Audit Rights" and q.answers)
     result = invoke("index", "search", out, "Audit Rights", "--contract", contract, "--queries", fitted, "--k", "2")
     assert result.exit_code == 0 and "audit" in result.output.lower()
+
+
+@pytest.mark.real_model
+def test_tune_embedder_writes_an_embedder_and_queries_that_build_and_search_use(tmp_path, monkeypatch, demo_dataset):
+    monkeypatch.setenv("CLAUSELOOP_CACHE", str(tmp_path / "cache"))
+    fitted, tuned, out = str(tmp_path / "fitted"), tmp_path / "tuned", str(tmp_path / "index")
+    assert invoke("index", "fit-queries", "--split", "all", "--out", fitted, "--sample-contracts", "2",
+                  "--gate-folds", "0").exit_code == 0
+    result = invoke("index", "tune-embedder", "--split", "all", "--queries", fitted, "--out", str(tuned),
+                    "--max-passages", "32")
+    assert result.exit_code == 0, result.output
+    assert (tuned / "embedder" / "layers.safetensors").exists() and "--embedder" in result.output
+    queries = json.loads((tuned / "queries" / "manifest.json").read_text())
+    assert queries["embedder"] == str((tuned / "embedder").resolve()) and queries["tuned"]["head_init"] == "minilm-l6"
+    assert invoke("index", "build", "--out", out, "--embedder", str(tuned / "embedder")).exit_code == 0
+    contract = next(q.contract_id for q in demo_dataset.questions if q.category == "Audit Rights" and q.answers)
+    result = invoke("index", "search", out, "Audit Rights", "--contract", contract, "--queries",
+                    str(tuned / "queries"), "--k", "2")
+    assert result.exit_code == 0 and "audit" in result.output.lower()
+    assert invoke("index", "tune-embedder", "--queries", "none", "--out", str(tuned)).exit_code == 2
