@@ -154,15 +154,14 @@ def compare_tuned(data: str, embedder: Embedder, work: Path, held_out: int = 46)
     """The frozen MiniLM with linear probes vs its top layers tuned with the probes as the head (TuneConfig's
     defaults), both fitted without ``held_out`` TRAIN contracts and scored on them at the shipped fusion settings."""
     fitting, evaluation = held_out_split(data, held_out)
-    frozen = fit_learned_queries(fitting, replace(SHIPPED_FIT, gate_folds=0), embedder=cached_embedder(embedder, work),
-                                 progress=True)
+    cached = cached_embedder(embedder, work)  # loads the train-passage cache once for the fit and the frozen index
+    frozen = fit_learned_queries(fitting, replace(SHIPPED_FIT, gate_folds=0), embedder=cached, progress=True)
     tuned_dir = work / "tuned-held"
     tuned, learned = tune_learned_queries(fitting, frozen, str(tuned_dir), TuneConfig(), base=embedder.name,
                                           progress=True)
     save_tuned(tuned_dir, tuned.layers, tuned.manifest)
     indexes = {
-        "frozen": (PassageIndex.build(evaluation.contracts.values(), IndexConfig(),
-                                      embedder=cached_embedder(embedder, work)), frozen),
+        "frozen": (PassageIndex.build(evaluation.contracts.values(), IndexConfig(), embedder=cached), frozen),
         "tuned": (PassageIndex.build(evaluation.contracts.values(), IndexConfig(embedder=str(tuned_dir)),
                                      embedder=Embedder(str(tuned_dir)), progress=True), learned),
     }

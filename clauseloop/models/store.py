@@ -122,9 +122,16 @@ def prepare(name_or_path: str) -> PreparedModel:
 
 def _prepare_tuned(name: str, directory: Path, started: float) -> PreparedModel:
     """A tuned embedder merged into its base once, cached under the hash of its layers."""
-    base = read_tuned_manifest(directory)["base"]
+    tuned = read_tuned_manifest(directory)
     target = cache_root() / "models" / f"{Path(name).name}-{file_sha256(directory / LAYERS)[:16]}"
-    created = materialize(target, lambda tmp: build_merged(directory, prepare(base).path, tmp))
+
+    def build(out_dir: Path) -> None:
+        build_merged(directory, tuned, prepare(tuned["base"]).path, out_dir)
+        manifest = {"name": tuned.get("name", directory.name), "kind": "embedder", "base": tuned["base"],
+                    "tuned_from": str(directory), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))  # last: marks the copy complete
+
+    created = materialize(target, build)
     return PreparedModel(name, str(target), created, time.perf_counter() - started)
 
 

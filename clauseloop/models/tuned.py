@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +55,12 @@ def read_tuned_manifest(directory: Path) -> dict:
     return manifest
 
 
-def build_merged(directory: Path, base_path: str, out_dir: Path) -> None:
-    """Load the base model, overwrite its tuned layers, save the whole model to ``out_dir`` (for ``materialize``)."""
+def build_merged(directory: Path, manifest: dict, base_path: str, out_dir: Path) -> None:
+    """Load the base model, overwrite its tuned layers, save the whole model to ``out_dir``."""
     import torch
     from safetensors.numpy import load_file
     from sentence_transformers import SentenceTransformer
 
-    manifest = read_tuned_manifest(directory)
     model = SentenceTransformer(base_path, device="cpu")
     stored = load_file(str(directory / LAYERS))
     layers = {key: torch.as_tensor(value.astype(np.float32)) for key, value in stored.items()}
@@ -74,9 +72,3 @@ def build_merged(directory: Path, base_path: str, out_dir: Path) -> None:
                                  f"{manifest['base']!r}; tune again against that base")
     transformer.load_state_dict(layers, strict=False)
     model.save(str(out_dir))
-    from clauseloop.models.store import MANIFEST
-
-    (out_dir / MANIFEST).write_text(json.dumps({
-        "name": manifest.get("name", directory.name), "kind": "embedder", "base": manifest["base"],
-        "tuned_from": str(directory), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }, indent=2))

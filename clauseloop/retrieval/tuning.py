@@ -46,7 +46,7 @@ class TuneConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.layers <= 12:
+        if self.layers < 1:  # the upper bound is the model's depth, checked when it is loaded
             raise ValueError(f"layers must be between 1 and the model's depth, got {self.layers}")
         if self.epochs <= 0 or self.batch_size < 1:
             raise ValueError("epochs must be > 0 and batch_size ≥ 1")
@@ -251,5 +251,5 @@ def tune_learned_queries(dataset: CuadDataset, learned: LearnedQueries, embedder
     models = {key: replace(model, dense=tuned.probes[model.category], embedder=embedder_name)
               for key, model in learned.models.items()}
     manifest = {**learned.manifest, "embedder": embedder_name, "probe_embeddings": "tuned head",
-                "tuned": {k: v for k, v in tuned.manifest.items() if k != "base"} | {"base": base}}
+                "tuned": dict(tuned.manifest)}
     return tuned, LearnedQueries(models, manifest)
