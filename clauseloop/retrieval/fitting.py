@@ -4,7 +4,8 @@ For each category, the passages of the contracts that have a gold answer for it 
 passage covers ≥ 50 % of a gold span (what span recall counts), negative otherwise. Two L2-regularized logistic
 regressions learn to tell them apart:
 
-* **lexical**: over binary word / word-pair features (the BM25 tokenizer's stems), on every training passage.
+* **lexical**: over binary word / word-pair features (the BM25 tokenizer's stems) of the passage and of the
+  heading of its section (:mod:`clauseloop.retrieval.sections`), on every training passage.
   The ``max_terms`` terms with the largest weights are kept and re-fitted alone: they are the model and its
   explanation.
 * **dense**: a linear probe over MiniLM passage embeddings, by default of every training passage (~40 min of
@@ -33,7 +34,13 @@ from clauseloop.retrieval.chunking import ChunkConfig, Passage, chunk_contract
 from clauseloop.retrieval.embedding import Embedder
 from clauseloop.retrieval.evaluate import MIN_COVERAGE, covered_share
 from clauseloop.retrieval.gate import cross_fit_presence
-from clauseloop.retrieval.learned import CategoryModel, LearnedQueries, data_fingerprint, passage_terms
+from clauseloop.retrieval.learned import (
+    TERM_FEATURES,
+    CategoryModel,
+    LearnedQueries,
+    data_fingerprint,
+    passage_term_sets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +83,9 @@ class Labelled:
     term_sets: list[set[str]] | None = field(default=None, repr=False)  # per passage; computed once, shared
 
     def passage_term_sets(self) -> list[set[str]]:
-        """Each passage's stemmed words and word pairs (stemming all of CUAD's train split takes a while)."""
+        """Each passage's :func:`passage_term_sets` features (stemming all of CUAD's train split takes a while)."""
         if self.term_sets is None:
-            self.term_sets = [passage_terms(p.text) for p in self.passages]
+            self.term_sets = passage_term_sets(self.passages)
         return self.term_sets
 
     def contract_term_sets(self, contract_id: str) -> list[set[str]]:
@@ -293,6 +300,7 @@ def fit_learned_queries(dataset: CuadDataset, config: FitConfig = FitConfig(), *
         "gate": gate_stats,
         "probe_embeddings": ("precomputed" if embeddings is not None else "computed") if config.dense else None,
         "chunking": config.chunking.to_dict(),
+        "term_features": TERM_FEATURES,
         "fit": config.to_dict(),
         "versions": _versions(),
     }

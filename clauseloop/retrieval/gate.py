@@ -27,7 +27,7 @@ import numpy as np
 from clauseloop.data.records import Contract
 from clauseloop.retrieval.chunking import ChunkConfig, chunk_contract
 from clauseloop.retrieval.index import contract_hash
-from clauseloop.retrieval.learned import LearnedQueries, passage_terms, recall_threshold
+from clauseloop.retrieval.learned import LearnedQueries, passage_term_sets, recall_threshold
 
 if TYPE_CHECKING:
     from clauseloop.retrieval.fitting import FitConfig, Labelled
@@ -144,7 +144,7 @@ class PresenceGate:
         key = contract_hash(contract)
         with self._lock:
             if key not in self._term_sets:
-                self._term_sets[key] = [passage_terms(p.text) for p in chunk_contract(contract, self.chunking)]
+                self._term_sets[key] = passage_term_sets(chunk_contract(contract, self.chunking))
                 while len(self._term_sets) > self.max_contracts:
                     self._term_sets.popitem(last=False)
             self._term_sets.move_to_end(key)

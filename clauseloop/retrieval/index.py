@@ -247,11 +247,12 @@ class PassageIndex:
 
     @property
     def term_sets(self) -> list[set[str]]:
-        """Per passage, the word and word-pair set learned lexical models score (computed once, on first use)."""
+        """Per passage, the word, word-pair and heading-word set learned lexical models score (computed once, on
+        first use)."""
         if self._term_sets is None:
-            from clauseloop.retrieval.learned import passage_terms
+            from clauseloop.retrieval.learned import passage_term_sets
 
-            self._term_sets = [passage_terms(p.text) for p in self.passages]
+            self._term_sets = passage_term_sets(self.passages)
         return self._term_sets
 
     def _dense_scores(self, query: Query, start: int, end: int) -> np.ndarray:

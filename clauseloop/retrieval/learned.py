@@ -26,7 +26,9 @@ from typing import Sequence
 
 import numpy as np
 
+from clauseloop.retrieval.chunking import Passage
 from clauseloop.retrieval.lexical import tokenize
+from clauseloop.retrieval.sections import HEADING_PREFIX, passage_headings
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 SHIPPED_DIR = Path(__file__).with_name("learned")
 ENV_VAR = "CLAUSELOOP_LEARNED_QUERIES"
+# What passage_term_sets extracts; recorded in a fit's manifest, so a fit made with other features is noticed.
+TERM_FEATURES = "stemmed words + word pairs + section-heading words (h:)"
 
 
 class LearnedQueriesError(RuntimeError):
@@ -46,9 +50,17 @@ def _refit_hint(directory: Path) -> str:
     return f"re-fit it with `clauseloop index fit-queries DATA --split train --out {directory}`"
 
 
-def passage_terms(text: str) -> set[str]:
-    """The features a lexical model sees: the set of stemmed words and neighbouring word pairs of a passage."""
-    return set(tokenize(text, bigrams=True))
+def passage_terms(text: str, heading: str = "") -> set[str]:
+    """The features a lexical model sees: the set of stemmed words and neighbouring word pairs of a passage, and
+    those of the heading of its section, prefixed ``h:`` (:mod:`clauseloop.retrieval.sections`)."""
+    terms = set(tokenize(text, bigrams=True))
+    return terms | {HEADING_PREFIX + term for term in tokenize(heading, bigrams=True)} if heading else terms
+
+
+def passage_term_sets(passages: Sequence[Passage]) -> list[set[str]]:
+    """:func:`passage_terms` of each passage with its section heading (each contract's passages in reading
+    order, as chunking returns them)."""
+    return [passage_terms(p.text, heading) for p, heading in zip(passages, passage_headings(passages))]
 
 
 def recall_threshold(ascending: np.ndarray, recall: float) -> float:
@@ -205,6 +217,10 @@ def load_learned(directory: str | Path) -> LearnedQueries:
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise LearnedQueriesError(f"{directory}: manifest and weights disagree ({error}); "
                                   f"{_refit_hint(directory)}") from error
+    if manifest.get("term_features") != TERM_FEATURES:
+        logger.warning("%s was fitted on other passage features (%s, now %s): its term weights still rank, but "
+                       "less well; %s", directory, manifest.get("term_features", "no section headings"),
+                       TERM_FEATURES, _refit_hint(directory))
     return LearnedQueries(models, manifest)
 
 

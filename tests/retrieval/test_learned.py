@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -12,12 +13,12 @@ from clauseloop.retrieval.evaluate import covered_share
 from clauseloop.retrieval.fitting import FitConfig, fit_learned_queries, label_passages
 from clauseloop.retrieval.index import IndexConfig, PassageIndex
 from clauseloop.retrieval.learned import (
+    TERM_FEATURES,
     CategoryModel,
     LearnedQueries,
     LearnedQueriesError,
     default_learned,
     load_learned,
-    passage_terms,
     save_learned,
 )
 from clauseloop.retrieval.lexical import LexicalIndex
@@ -40,7 +41,7 @@ def test_fitted_terms_rank_held_out_clauses_higher_than_the_bare_category_name(d
     for held_out in ids[:4]:
         learned = fit_learned_queries(demo_dataset.subset([c for c in ids if c != held_out]), LEXICAL_ONLY)
         test = label_passages(demo_dataset.subset([held_out]))
-        terms = [passage_terms(p.text) for p in test.passages]
+        terms = test.passage_term_sets()
         bm25 = LexicalIndex([p.text for p in test.passages])
         for category, by_contract in test.positives.items():
             gold, model = by_contract.get(held_out), learned.get(category)
@@ -72,6 +73,19 @@ def test_fit_save_load_round_trip(demo_dataset, bow_embedder, tmp_path):
         assert max(abs(again.terms[t] - w) for t, w in model.terms.items()) < 1e-2 * scale  # stored as float16
         np.testing.assert_array_equal(again.dense, model.dense)
     assert loaded.manifest["fitted_on"] == manifest["fitted_on"]
+    # Section headings are features of their own: the demo contracts' headings ("INSURANCE", "LICENSE") get weights.
+    assert manifest["term_features"] == TERM_FEATURES
+    assert any(term.startswith("h:") for model in learned.models.values() for term in model.terms)
+
+
+def test_a_fit_made_without_section_headings_still_loads_with_a_warning(demo_dataset, tmp_path, caplog):
+    directory = save_learned(fit_learned_queries(demo_dataset, LEXICAL_ONLY), tmp_path / "old")
+    manifest = json.loads((directory / "manifest.json").read_text())
+    del manifest["term_features"]  # as the fits before section headings were written
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="clauseloop.retrieval.learned"):
+        loaded = load_learned(directory)
+    assert len(loaded) > 0 and "no section headings" in caplog.text and "re-fit it" in caplog.text
 
 
 def test_probes_fit_on_every_passage_from_precomputed_embeddings(demo_dataset, bow_embedder):
@@ -139,6 +153,7 @@ def test_the_shipped_fit_loads_and_covers_every_category():
     assert model.dense.shape == (384,) and {"law", "govern"} & set(model.top_terms(5))
     assert learned.manifest["probe_passages"] == learned.manifest["fitted_on"]["passages"]  # every train passage
     assert learned.manifest["gate"]["folds"] == 4 and len(model.gate) > 100  # cross-fitted presence scores
+    assert learned.manifest["term_features"] == TERM_FEATURES
     query = LearnedQueryBuilder()("Governing Law")
     assert query.learned is model and query.text == CategoryQueryBuilder()("Governing Law").text
     assert LearnedQueryBuilder()("some free text").learned is None
