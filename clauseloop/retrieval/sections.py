@@ -27,6 +27,8 @@ from __future__ import annotations
 import bisect
 import re
 from collections import Counter
+from itertools import groupby
+from operator import attrgetter
 from typing import Sequence
 
 from clauseloop.retrieval.chunking import Passage
@@ -72,7 +74,8 @@ def passage_headings(passages: Sequence[Passage]) -> list[str]:
     """For each passage (any number of contracts, each contract's passages in reading order), the title of the
     last heading that starts before it ("" when none does)."""
     titles: list[str] = []
-    for contract_passages in _by_contract(passages):
+    for _, group in groupby(passages, key=attrgetter("contract_id")):
+        contract_passages = list(group)
         headings = contract_headings(contract_passages)
         starts = [start for start, _ in headings]
         for passage in contract_passages:
@@ -80,11 +83,3 @@ def passage_headings(passages: Sequence[Passage]) -> list[str]:
             titles.append(headings[before - 1][1] if before else "")
     return titles
 
-
-def _by_contract(passages: Sequence[Passage]) -> list[list[Passage]]:
-    groups: list[list[Passage]] = []
-    for passage in passages:
-        if not groups or groups[-1][0].contract_id != passage.contract_id:
-            groups.append([])
-        groups[-1].append(passage)
-    return groups
