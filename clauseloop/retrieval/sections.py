@@ -50,12 +50,17 @@ def find_headings(text: str, offset: int = 0) -> dict[int, str]:
     """Heading titles in ``text`` by where the heading starts (its number, if any), plus ``offset`` (the text's
     place in its contract)."""
     found: dict[int, str] = {}
+    numbered_titles = set()  # where numbered titles begin: the same line is not counted again as upper-case
     for match in _NUMBERED.finditer(text):
         title = match.group(1).strip(" ,;")
         if sum(ch.isalpha() for ch in title) >= 3:
             found[offset + match.start()] = title
+            numbered_titles.add(match.start(1))
     for match in _UPPER_LINE.finditer(text):
-        found.setdefault(offset + match.start(1), match.group(1).strip())
+        # A table of contents puts "8." and "PARTIES' WITHDRAWAL" on lines of their own: one heading, matched
+        # by both patterns. Counted twice, the title and its body heading would reach MAX_REPEATS and be dropped.
+        if match.start(1) not in numbered_titles:
+            found.setdefault(offset + match.start(1), match.group(1).strip())
     return found
 
 

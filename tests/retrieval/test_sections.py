@@ -43,6 +43,17 @@ def test_a_title_repeated_on_every_page_is_not_a_section():
     assert titles == ["Insurance"]
 
 
+def test_a_table_of_contents_line_counts_once():
+    # "7." and its title on lines of their own match both patterns; counted twice, the title and its body heading
+    # reached MAX_REPEATS and the real section heading was dropped as a running header.
+    text = ("Table of Contents\n\n7.\n\nPARTIES' WITHDRAWAL FROM THE FIELD\n\n8.\n\nINSURANCE\n\n"
+            "7. PARTIES' WITHDRAWAL FROM THE FIELD.\n\n7.1. Each Party shall withdraw from the field of agreement.\n")
+    assert list(find_headings(text).values()).count("PARTIES' WITHDRAWAL FROM THE FIELD") == 2
+    passages = chunk_contract(Contract(id="c", title="c", text=text), ChunkConfig(max_chars=80, overlap_chars=30))
+    withdraw = next(p for p in passages if p.text.startswith("7.1. Each"))
+    assert passage_headings(passages)[passages.index(withdraw)] == "PARTIES' WITHDRAWAL FROM THE FIELD"
+
+
 def test_each_passage_gets_the_last_heading_before_it():
     contract = Contract(id="c", title="c", text=CONTRACT)
     passages = chunk_contract(contract, ChunkConfig(max_chars=120, overlap_chars=40))
