@@ -1,14 +1,15 @@
 """Retrieval benchmark: span recall on the dev split, build throughput, incremental rebuild cost.
 
     .venv/bin/python bench/retrieval.py [--data ../shared/cuad/cuad-460.json.gz] [--out bench/results/retrieval.json]
-        [--skip-timing] [--learned DIR] [--fit-shipped] [--tune-fusion] [--compare-tuned]
+        [--skip-timing] [--learned DIR] [--fit-shipped] [--fit-classifier] [--tune-fusion] [--compare-tuned]
 
 1. Recall: an index over the dev contracts (kept in bench/out/ and updated incrementally, so a rerun re-embeds
    nothing), searched per question within its own contract; dense, lexical and hybrid with the hand-written
    category queries, the naive baseline (dense, category name + description, no lead prior), and the learned
    category queries (fitted on the TRAIN split only) with ablations of their two parts.
    ``--fit-shipped`` first re-fits the packaged artifact (clauseloop/retrieval/learned/) on the train split,
-   with the sampled training passages' embeddings cached in bench/out/.
+   with the training passages' embeddings cached in bench/out/, and its passage classifier (~22 min);
+   ``--fit-classifier`` re-trains only the classifier.
 2. Throughput: on the 100 shortest contracts (to keep the run short on 2 CPU cores), a full index build vs a bare
    MiniLM ``encode`` of exactly the same passages, same batch size, in the same process. The build also reports
    its non-model overhead, which gives a ratio free of CPU contention that changes between the two timings.
@@ -38,11 +39,12 @@ from common import write_results
 from clauseloop.data import load_cuad, split_of
 from clauseloop.models.tuned import save_tuned
 from clauseloop.retrieval.chunking import chunk_contracts
+from clauseloop.retrieval.classifier import fit_classifier, save_classifier
 from clauseloop.retrieval.embedding import Embedder
 from clauseloop.retrieval.evaluate import RecallReport, evaluate_index
 from clauseloop.retrieval.fitting import FitConfig, fit_learned_queries
 from clauseloop.retrieval.index import MODES, IndexConfig, PassageIndex
-from clauseloop.retrieval.learned import SHIPPED_DIR, load_learned, save_learned
+from clauseloop.retrieval.learned import CLASSIFIER_DIR, SHIPPED_DIR, load_learned, save_learned
 from clauseloop.retrieval.queries import CategoryQueryBuilder, LearnedQueryBuilder, description_query
 from clauseloop.retrieval.store import build_index_dir
 from clauseloop.retrieval.tuning import TuneConfig, tune_learned_queries
@@ -56,9 +58,11 @@ ROWS = (
     ("lexical", "lexical (BM25), hand-written category queries"),
     ("hybrid", "hybrid, hand-written category queries"),
     ("learned_terms_only", "learned term weights alone (no BM25, no embeddings)"),
+    ("learned_classifier_only", "passage classifier alone"),
     ("learned_no_probe", "hybrid + learned term weights"),
-    ("learned_no_terms", "hybrid + learned dense probe"),
-    ("learned", "**learned** (default: hybrid + term weights + dense probe)"),
+    ("learned_no_classifier", "hybrid + learned term weights + dense probe (before the classifier)"),
+    ("learned_no_terms", "hybrid + passage classifier"),
+    ("learned", "**learned** (default: hybrid + term weights + passage classifier)"),
 )
 
 
@@ -119,6 +123,16 @@ def fit_shipped(data: str, embedder: Embedder, work: Path) -> None:
     shutil.rmtree(SHIPPED_DIR, ignore_errors=True)
     save_learned(learned, SHIPPED_DIR)
     logging.info("fitted %d categories into %s", len(learned), SHIPPED_DIR)
+
+
+def fit_shipped_classifier(data: str) -> None:
+    """Add the passage classifier to the packaged fit, trained on the TRAIN split (~22 min on 2 CPU cores)."""
+    learned = load_learned(SHIPPED_DIR)
+    tuned, learned = fit_classifier(split_of(load_cuad(data), "train"), learned, progress=True)
+    save_classifier(SHIPPED_DIR, tuned)
+    save_learned(learned, SHIPPED_DIR)
+    logging.info("trained the passage classifier on %d passages into %s", tuned.manifest["training_passages"],
+                 SHIPPED_DIR / CLASSIFIER_DIR)
 
 
 def held_out_split(data: str, held_out: int = 46):
@@ -196,12 +210,16 @@ def learned_recall(index, questions, learned, fusion) -> RecallReport:
 def learned_results(index, questions, learned) -> dict:
     """The learned queries in hybrid mode, and what each part adds (ablations by fusion weight)."""
     fusion = index.config.fusion
+    # Without a classifier weight the probe takes its place (retrieval.index): "no classifier" is the ranking the
+    # fit gave before it had one.
+    learned_only = replace(fusion, dense_weight=0.0, lexical_weight=0.0, learned_dense_weight=0.0, lead_weight=0.0)
     variants = {
         "learned": fusion,
-        "learned_no_probe": replace(fusion, learned_dense_weight=0.0),
+        "learned_no_classifier": replace(fusion, learned_classifier_weight=0.0),
+        "learned_no_probe": replace(fusion, learned_dense_weight=0.0, learned_classifier_weight=0.0),
         "learned_no_terms": replace(fusion, learned_lexical_weight=0.0),
-        "learned_terms_only": replace(fusion, dense_weight=0.0, lexical_weight=0.0, learned_dense_weight=0.0,
-                                      lead_weight=0.0),
+        "learned_terms_only": replace(learned_only, learned_classifier_weight=0.0),
+        "learned_classifier_only": replace(learned_only, learned_lexical_weight=0.0),
     }
     results = {}
     for name, variant in variants.items():
@@ -293,13 +311,19 @@ def timing_section(data: str, embedder: Embedder, work: Path, n_contracts: int =
     }
 
 
+def recall_table(results: dict, header: str, best: str | None = None) -> list[str]:
+    """Markdown rows of recall@1/5/10 per named ranking (``best`` in bold)."""
+    lines = [f"| {header} | @1 | @5 | @10 |", "| --- | --- | --- | --- |"]
+    for name, row in results.items():
+        label = f"**{name}**" if name == best else name
+        lines.append(f"| {label} | " + " | ".join(f"{row[f'recall@{k}']:.3f}" for k in KS) + " |")
+    return lines
+
+
 def fusion_markdown(tuning: dict) -> str:
     lines = [f"# Fusion settings on {tuning['held_out_train_contracts']} held-out train contracts "
-             f"({tuning['questions']} questions); best recall@5 + @10 in bold", "",
-             "| term weights / probe / max overlap | @1 | @5 | @10 |", "| --- | --- | --- | --- |"]
-    for setting, row in tuning["results"].items():
-        label = f"**{setting}**" if setting == tuning["best"] else setting
-        lines.append(f"| {label} | " + " | ".join(f"{row[f'recall@{k}']:.3f}" for k in KS) + " |")
+             f"({tuning['questions']} questions); best recall@5 + @10 in bold", ""]
+    lines += recall_table(tuning["results"], "term weights / probe / max overlap", tuning["best"])
     return "\n".join(lines) + "\n"
 
 
@@ -307,10 +331,8 @@ def tuned_markdown(comparison: dict) -> str:
     lines = [f"# Frozen vs tuned MiniLM on {comparison['held_out_train_contracts']} held-out train contracts "
              f"({comparison['questions']} questions)", "",
              f"Tuning: {json.dumps(comparison['tuning']['tune'])}, {comparison['tuning']['training_passages']} "
-             f"training passages, {comparison['tuning']['steps']} steps.", "",
-             "| embedder, ranking | @1 | @5 | @10 |", "| --- | --- | --- | --- |"]
-    for name, row in comparison["results"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[f'recall@{k}']:.3f}" for k in KS) + " |")
+             f"training passages, {comparison['tuning']['steps']} steps.", ""]
+    lines += recall_table(comparison["results"], "embedder, ranking")
     return "\n".join(lines) + "\n"
 
 
@@ -349,6 +371,8 @@ def main() -> None:
                         help="Only the recall section (the previous timing numbers in --out are kept).")
     parser.add_argument("--learned", default=str(SHIPPED_DIR), help="Learned-queries directory to evaluate.")
     parser.add_argument("--fit-shipped", action="store_true", help="Re-fit the packaged artifact on train first.")
+    parser.add_argument("--fit-classifier", action="store_true",
+                        help="Only (re-)train the packaged fit's passage classifier on train first.")
     parser.add_argument("--tune-fusion", action="store_true",
                         help="Only score the fusion settings (learned weights, max overlap) on held-out train "
                              "contracts (-> bench/results/retrieval-fusion.json).")
@@ -369,6 +393,8 @@ def main() -> None:
         return
     if args.fit_shipped:
         fit_shipped(args.data, embedder, work)
+    if args.fit_shipped or args.fit_classifier:
+        fit_shipped_classifier(args.data)
     previous = json.loads(out.read_text()) if out.exists() else {}
     report = {
         "benchmark": "retrieval",

@@ -160,10 +160,15 @@ def fit_queries(
         None, min=1, help="Embed only N sampled contracts (+ some positives) for the probes; default: every passage."
     ),
     gate_folds: int = typer.Option(4, min=0, help="Folds for the presence gate's cross-fitted scores (0: no gate)."),
+    classifier: bool = typer.Option(
+        False, "--classifier", help="Also fine-tune MiniLM as a passage classifier (~22 min for CUAD's train split "
+        "on 2 CPU cores; +1 point of recall on held-out contracts)."
+    ),
 ) -> None:
     """Learn per-category term weights, embedding probes and presence-gate scores from gold clauses; use them with
     --queries OUT or CLAUSELOOP_LEARNED_QUERIES=OUT."""
     from clauseloop.data import split_of
+    from clauseloop.retrieval.classifier import fit_classifier, save_classifier
     from clauseloop.retrieval.fitting import FitConfig, fit_learned_queries
     from clauseloop.retrieval.learned import save_learned
 
@@ -171,12 +176,16 @@ def fit_queries(
         config = FitConfig(dense=dense, sample_contracts=sample_contracts, gate_folds=gate_folds)
         dataset = split_of(load_data_or_fail(data), split)
         learned = fit_learned_queries(dataset, config, progress=True)
+        if classifier:
+            tuned, learned = fit_classifier(dataset, learned, progress=True)
+            save_classifier(out, tuned)  # before the manifest that names it
     except ValueError as error:
         fail(str(error))
     save_learned(learned, out)
     probes = sum(model.dense is not None for model in learned.models.values())
     console.print(
-        f"[bold]{out}[/]: {len(learned)} categories ({probes} with a dense probe) fitted on "
+        f"[bold]{out}[/]: {len(learned)} categories ({probes} with a dense probe"
+        f"{', a passage classifier' if classifier else ''}) fitted on "
         f"{len(dataset.contracts)} {split} contracts; search with `--queries {out}` or "
         f"CLAUSELOOP_LEARNED_QUERIES={out}"
     )

@@ -38,6 +38,7 @@ def save_tuned(directory: str | Path, layers: dict[str, np.ndarray], manifest: d
     directory.mkdir(parents=True, exist_ok=True)
     (directory / TUNED_MANIFEST).unlink(missing_ok=True)
     save_file({key: np.asarray(value, dtype=np.float16) for key, value in layers.items()}, str(directory / LAYERS))
+    (directory / LAYERS).chmod(0o644)  # safetensors writes owner-only files; a shipped model must be readable by all
     (directory / TUNED_MANIFEST).write_text(json.dumps({"format": FORMAT, **manifest}, indent=2, sort_keys=True))
     return directory
 

@@ -27,6 +27,10 @@ class FusionConfig:
     # hand-written lists.
     learned_lexical_weight: float = 5.0
     learned_dense_weight: float = 3.0
+    # The passage classifier (retrieval.classifier), when the fit has one. It replaces the probe: in an exploratory
+    # grid on the same held-out contracts every setting with the probe still in ranked lower. The weight is the
+    # best of classifier 3 / 5 / 8 x terms 3 / 5 there (bench/retrieval_classifier.py).
+    learned_classifier_weight: float = 5.0
     # Skip a passage sharing more than this share of its text with a better-ranked one. Consecutive passages share
     # up to half their text (ChunkConfig.overlap_chars), so 0.5 keeps neighbours that add at least half new text;
     # chosen with the learned weights on that grid (0.4 / 0.5 / 0.6).

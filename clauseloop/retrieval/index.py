@@ -110,6 +110,7 @@ class PassageIndex:
         self._faiss = None
         self._lexical: LexicalIndex | None = None
         self._term_sets: list[set[str]] | None = None
+        self._classifier_vectors = None
         self.build_stats = BuildStats(contracts=len(hashes), passages=len(passages))
 
     # ---- building -------------------------------------------------------------------------------------------
@@ -231,7 +232,8 @@ class PassageIndex:
         return rows, reciprocal_rank_fusion(lists, weights, fusion.rrf_k)
 
     def _add_learned(self, query: Query, start: int, end: int, mode: str, lists: list, weights: list) -> None:
-        """Append the learned model's lexical and dense score lists (each on the side ``mode`` searches)."""
+        """Append the learned model's lexical list and its classifier (or else probe) list, each on the side ``mode``
+        searches."""
         fusion, model = self.config.fusion, query.learned
         if mode in ("lexical", "hybrid") and model.terms and fusion.learned_lexical_weight:
             lists.append(model.lexical_scores(self.term_sets[start:end]))
@@ -241,9 +243,21 @@ class PassageIndex:
             usable = False  # a probe fitted over another model's embeddings would rank at random
             logger.debug("learned probe of %r is for %s, not %s: skipped", model.category, model.embedder,
                          self.config.embedder)
-        if mode in ("dense", "hybrid") and usable and fusion.learned_dense_weight:
+        if mode in ("dense", "hybrid") and model.classifier is not None and fusion.learned_classifier_weight:
+            lists.append(self.classifier_vectors.vectors(model.classifier_embedder, start, end) @ model.classifier)
+            weights.append(fusion.learned_classifier_weight)
+        elif mode in ("dense", "hybrid") and usable and fusion.learned_dense_weight:
             lists.append(model.dense_scores(self.embeddings[start:end]))
             weights.append(fusion.learned_dense_weight)
+
+    @property
+    def classifier_vectors(self):
+        """The learned passage classifier's embeddings of this index's passages, per contract on first use."""
+        if self._classifier_vectors is None:
+            from clauseloop.retrieval.classifier import ClassifierVectors
+
+            self._classifier_vectors = ClassifierVectors(self.passages, self.ranges)
+        return self._classifier_vectors
 
     @property
     def term_sets(self) -> list[set[str]]:

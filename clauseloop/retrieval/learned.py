@@ -4,7 +4,9 @@ A :class:`CategoryModel` scores every passage of a contract twice: ``lexical_sco
 the stemmed words and word pairs a passage contains (a logistic regression on bag-of-words features), and
 ``dense_scores`` is the passage embedding's dot product with a linear probe. Both were fitted on gold clauses of a
 training split (:mod:`clauseloop.retrieval.fitting`); the index fuses them with the hand-written hybrid ranking by
-reciprocal rank, so a learned model can only add evidence, never hide what BM25 and the embedding found. The lexical
+reciprocal rank, so a learned model can only add evidence, never hide what BM25 and the embedding found. A fit may
+also carry a passage classifier (:mod:`clauseloop.retrieval.classifier`: each category's ``classifier`` head over a
+fine-tuned MiniLM stored in the fit's ``classifier/`` directory), which then takes the probe's place. The lexical
 model also drives the presence gate (:mod:`clauseloop.retrieval.gate`), which lets the QA program skip the LM for
 categories a contract has nothing like.
 
@@ -20,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -36,6 +39,7 @@ FORMAT = "clauseloop-learned-queries"
 VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
+CLASSIFIER_DIR = "classifier"  # the passage classifier's layers (clauseloop.retrieval.classifier), if fitted
 SHIPPED_DIR = Path(__file__).with_name("learned")
 ENV_VAR = "CLAUSELOOP_LEARNED_QUERIES"
 # What passage_term_sets extracts; recorded in a fit's manifest, so a fit made with other features is noticed.
@@ -79,6 +83,9 @@ class CategoryModel:
     embedder: str | None = None  # the probe only means something over embeddings of this model
     # Cross-fitted presence scores of training contracts that have the clause, ascending (retrieval.gate).
     gate: np.ndarray | None = None
+    # The passage classifier's head row (retrieval.classifier) and the directory of the classifier it reads.
+    classifier: np.ndarray | None = None
+    classifier_embedder: str | None = None
 
     def gate_threshold(self, recall: float) -> float | None:
         """The presence score below which a contract is taken to have no clause, keeping ``recall`` of the
@@ -144,6 +151,7 @@ def save_learned(learned: LearnedQueries, directory: str | Path) -> Path:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    _carry_classifier(learned, directory)
     vocabulary = sorted({term for model in learned.models.values() for term in model.terms})
     column = {term: n for n, term in enumerate(vocabulary)}
     tensors, categories = {}, []
@@ -157,8 +165,11 @@ def save_learned(learned: LearnedQueries, directory: str | Path) -> Path:
             tensors[f"dense.{n}"] = np.asarray(model.dense, dtype=np.float32)
         if model.gate is not None:
             tensors[f"gate.{n}"] = np.sort(np.asarray(model.gate, dtype=np.float32))
+        if model.classifier is not None:
+            tensors[f"classifier.{n}"] = np.asarray(model.classifier, dtype=np.float32)
         categories.append({"name": model.category, "terms": len(terms), "dense": model.dense is not None,
-                           "gate": model.gate is not None, "top_terms": model.top_terms(8)})
+                           "gate": model.gate is not None, "classifier": model.classifier is not None,
+                           "top_terms": model.top_terms(8)})
     tmp = directory / f".{WEIGHTS}.tmp"
     save_file(tensors, str(tmp))
     tmp.chmod(0o644)  # safetensors writes owner-only files; a shipped or shared fit must be readable by all
@@ -168,6 +179,20 @@ def save_learned(learned: LearnedQueries, directory: str | Path) -> Path:
     manifest["vocabulary"] = vocabulary
     (directory / MANIFEST).write_text(_dump_manifest(manifest))
     return directory
+
+
+def _carry_classifier(learned: LearnedQueries, directory: Path) -> None:
+    """A fit with a passage classifier loads only with the classifier's layers beside it: copy them from the
+    directory the fit was loaded from (re-saving a loaded fit elsewhere, e.g. with a tuned embedder's probes)."""
+    from clauseloop.models.tuned import is_tuned_dir
+
+    if not learned.manifest.get("classifier") or is_tuned_dir(directory / CLASSIFIER_DIR):
+        return
+    sources = sorted({m.classifier_embedder for m in learned.models.values() if m.classifier_embedder})
+    if not sources:
+        raise LearnedQueriesError(f"this fit has a passage classifier whose layers were never saved; call "
+                                  f"save_classifier({str(directory)!r}, tuned) before save_learned")
+    shutil.copytree(sources[0], directory / CLASSIFIER_DIR, dirs_exist_ok=True)
 
 
 def _dump_manifest(manifest: dict) -> str:
@@ -204,6 +229,7 @@ def load_learned(directory: str | Path) -> LearnedQueries:
         state = "is missing" if not weights.is_file() else "does not match its manifest (truncated or changed)"
         raise LearnedQueriesError(f"{weights} {state}; {_refit_hint(directory)}")
     tensors, vocabulary, models = load_file(str(weights)), manifest.get("vocabulary"), {}
+    classifier_dir = _classifier_dir(directory, manifest)
     try:
         for n, entry in enumerate(manifest["categories"]):
             columns, values = tensors[f"terms.{n}"], tensors[f"weights.{n}"].astype(np.float64)
@@ -213,7 +239,10 @@ def load_learned(directory: str | Path) -> LearnedQueries:
             terms = {vocabulary[int(c)]: w for c, w in zip(columns.tolist(), values.tolist())}
             dense = tensors[f"dense.{n}"] if entry["dense"] else None
             gate = tensors[f"gate.{n}"] if entry.get("gate") else None
-            models[entry["name"].lower()] = CategoryModel(entry["name"], terms, dense, manifest.get("embedder"), gate)
+            classifier = tensors[f"classifier.{n}"] if entry.get("classifier") else None
+            models[entry["name"].lower()] = CategoryModel(
+                entry["name"], terms, dense, manifest.get("embedder"), gate, classifier,
+                classifier_dir if classifier is not None else None)
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise LearnedQueriesError(f"{directory}: manifest and weights disagree ({error}); "
                                   f"{_refit_hint(directory)}") from error
@@ -222,6 +251,20 @@ def load_learned(directory: str | Path) -> LearnedQueries:
                        "less well; %s", directory, manifest.get("term_features", "no section headings"),
                        TERM_FEATURES, _refit_hint(directory))
     return LearnedQueries(models, manifest)
+
+
+def _classifier_dir(directory: Path, manifest: dict) -> str | None:
+    """The fit's classifier directory, checked (None when the fit has no classifier)."""
+    if not manifest.get("classifier"):
+        return None
+    from clauseloop.models.tuned import TunedEmbedderError, read_tuned_manifest
+
+    try:
+        read_tuned_manifest(directory / CLASSIFIER_DIR)
+    except TunedEmbedderError as error:
+        raise LearnedQueriesError(f"{directory} names a passage classifier, but {error}; restore "
+                                  f"{directory / CLASSIFIER_DIR} or {_refit_hint(directory)}") from error
+    return str((directory / CLASSIFIER_DIR).resolve())
 
 
 _DEFAULT: dict[str, LearnedQueries | None] = {}

@@ -18,6 +18,7 @@ import logging
 import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class _TunedBert:
     """MiniLM split at ``len(layers) - trained``: a frozen bottom, the trained top, a frozen copy of the original
     top (for the anchor) and the category head. Plain attribute holder: the optimizer gets the parameters."""
 
-    def __init__(self, bert, trained: int, head_init: np.ndarray | None, n_categories: int):
+    def __init__(self, bert, trained: int, head_init: np.ndarray | None, n_categories: int, anchored: bool = True):
         import copy
 
         import torch
@@ -95,8 +96,10 @@ class _TunedBert:
         if trained > len(layers):
             raise ValueError(f"the model has {len(layers)} transformer layers; tune at most that many, not {trained}")
         self.split = len(layers) - trained
-        self.base_top = copy.deepcopy(layers[self.split:]).eval()
-        for parameter in list(bert.parameters()) + list(self.base_top.parameters()):
+        # The frozen copy is only needed for the anchor loss (a classifier trains without one).
+        self.base_top = copy.deepcopy(layers[self.split:]).eval() if anchored else None
+        frozen_copy = list(self.base_top.parameters()) if anchored else []
+        for parameter in list(bert.parameters()) + frozen_copy:
             parameter.requires_grad_(False)
         for parameter in layers[self.split:].parameters():
             parameter.requires_grad_(True)
@@ -110,7 +113,7 @@ class _TunedBert:
         return list(self.bert.encoder.layer[self.split:].parameters())
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        """(tuned unit embeddings, base unit embeddings) of a batch."""
+        """(tuned unit embeddings, base unit embeddings or None without an anchor) of a batch."""
         import torch
 
         additive = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
@@ -118,13 +121,15 @@ class _TunedBert:
             hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
             for layer in self.bert.encoder.layer[: self.split]:
                 hidden = layer(hidden, attention_mask=additive)
-            base = hidden
-            for layer in self.base_top:
-                base = layer(base, attention_mask=additive)
+            base = None
+            if self.base_top is not None:
+                base = hidden
+                for layer in self.base_top:
+                    base = layer(base, attention_mask=additive)
         tuned = hidden
         for layer in self.bert.encoder.layer[self.split:]:
             tuned = layer(tuned, attention_mask=additive)
-        return _mean_unit(tuned, attention_mask), _mean_unit(base, attention_mask)
+        return _mean_unit(tuned, attention_mask), None if base is None else _mean_unit(base, attention_mask)
 
 
 def _mean_unit(hidden, attention_mask):
@@ -162,10 +167,11 @@ class TunedLayers:
 
 def tune_embedder(labelled: Labelled, categories: list[str], config: TuneConfig = TuneConfig(), *,
                   base: str = "minilm-l6", head_init: dict[str, np.ndarray] | None = None,
-                  progress: bool = False) -> TunedLayers:
+                  texts: Sequence[str] | None = None, progress: bool = False) -> TunedLayers:
     """Train the top ``config.layers`` layers of ``base`` and one probe per category on ``labelled``'s passages.
 
-    ``head_init``: probes fitted on the frozen model (e.g. the shipped ones) to start the head from.
+    ``head_init``: probes fitted on the frozen model (e.g. the shipped ones) to start the head from. ``texts``:
+    what the model reads for each passage of ``labelled`` (default: the passage text).
     """
     import torch
     from sentence_transformers import SentenceTransformer
@@ -176,9 +182,9 @@ def tune_embedder(labelled: Labelled, categories: list[str], config: TuneConfig 
     model = SentenceTransformer(prepare(base).path, device="cpu")  # a private copy: cached models stay untouched
     dim = model.get_embedding_dimension()
     init = np.stack([head_init.get(c, np.zeros(dim, np.float32)) for c in categories]) if head_init else None
-    net = _TunedBert(model[0].auto_model, config.layers, init, len(categories))
+    net = _TunedBert(model[0].auto_model, config.layers, init, len(categories), anchored=config.anchor > 0)
     rows, labels = training_rows(labelled, categories, config)
-    texts = [labelled.passages[r].text for r in rows]
+    texts = [texts[r] if texts is not None else labelled.passages[r].text for r in rows]
     input_ids = model.tokenizer(texts, truncation=True, max_length=config.max_length)["input_ids"]
     logger.info("tuning %d layers on %d passages (%d positive)", config.layers, len(rows),
                 int((labels.sum(1) > 0).sum()))
@@ -217,7 +223,7 @@ def _train(net: _TunedBert, tokenizer, input_ids: list, labels: np.ndarray, conf
                                     torch.zeros_like(features["input_ids"]))
         target = torch.as_tensor(labels[batch])
         classify = torch.nn.functional.binary_cross_entropy_with_logits(net.head(tuned), target, reduction="sum")
-        drift = ((tuned - anchor) ** 2).sum(-1).mean()
+        drift = ((tuned - anchor) ** 2).sum(-1).mean() if anchor is not None else torch.zeros(())
         loss = classify / len(batch) + config.anchor * drift
         optimizer.zero_grad()
         loss.backward()

@@ -106,3 +106,18 @@ def test_tune_embedder_writes_an_embedder_and_queries_that_build_and_search_use(
                     str(tuned / "queries"), "--k", "2")
     assert result.exit_code == 0 and "audit" in result.output.lower()
     assert invoke("index", "tune-embedder", "--queries", "none", "--out", str(tuned)).exit_code == 2
+
+
+@pytest.mark.real_model
+def test_fit_queries_with_a_classifier_writes_one_that_search_uses(tmp_path, monkeypatch, demo_dataset):
+    monkeypatch.setenv("CLAUSELOOP_CACHE", str(tmp_path / "cache"))
+    fitted, out = tmp_path / "fitted", str(tmp_path / "index")
+    result = invoke("index", "fit-queries", "--split", "all", "--out", str(fitted), "--no-dense", "--gate-folds", "0",
+                    "--classifier")
+    assert result.exit_code == 0 and "a passage classifier" in result.output, result.output
+    assert (fitted / "classifier" / "layers.safetensors").exists()
+    assert json.loads((fitted / "manifest.json").read_text())["classifier"]["tune"]["layers"] == 6
+    assert invoke("index", "build", "--out", out).exit_code == 0
+    contract = next(q.contract_id for q in demo_dataset.questions if q.category == "Audit Rights" and q.answers)
+    result = invoke("index", "search", out, "Audit Rights", "--contract", contract, "--queries", str(fitted))
+    assert result.exit_code == 0 and "audit" in result.output.lower()

@@ -154,6 +154,9 @@ def test_the_shipped_fit_loads_and_covers_every_category():
     assert learned.manifest["probe_passages"] == learned.manifest["fitted_on"]["passages"]  # every train passage
     assert learned.manifest["gate"]["folds"] == 4 and len(model.gate) > 100  # cross-fitted presence scores
     assert learned.manifest["term_features"] == TERM_FEATURES
+    # The passage classifier ships with it, trained on the same contracts.
+    assert model.classifier.shape == (384,) and learned.manifest["classifier"]["tune"]["layers"] == 6
+    assert learned.manifest["classifier"]["fitted_on"]["fingerprint"] == learned.manifest["fitted_on"]["fingerprint"]
     query = LearnedQueryBuilder()("Governing Law")
     assert query.learned is model and query.text == CategoryQueryBuilder()("Governing Law").text
     assert LearnedQueryBuilder()("some free text").learned is None
