@@ -28,8 +28,9 @@ class FusionConfig:
     learned_lexical_weight: float = 5.0
     learned_dense_weight: float = 3.0
     # The passage classifier (retrieval.classifier), when the fit has one. It replaces the probe: in an exploratory
-    # grid on the same held-out contracts every setting with the probe still in ranked lower. The weight is the
-    # best of classifier 3 / 5 / 8 x terms 3 / 5 there (bench/retrieval_classifier.py).
+    # grid on the same held-out contracts the 8 best settings all left the probe out, and the best had classifier 5
+    # with the term weight above (+1.1 / +0.9 @5 / @10 over no classifier: bench/results/retrieval-classifier.md,
+    # where other weights score the same within noise).
     learned_classifier_weight: float = 5.0
     # Skip a passage sharing more than this share of its text with a better-ranked one. Consecutive passages share
     # up to half their text (ChunkConfig.overlap_chars), so 0.5 keeps neighbours that add at least half new text;
