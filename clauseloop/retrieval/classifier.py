@@ -25,12 +25,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from clauseloop.data.records import CuadDataset
-from clauseloop.retrieval.chunking import ChunkConfig, Passage
+from clauseloop.retrieval.chunking import Passage
 from clauseloop.retrieval.embedding import Embedder
-from clauseloop.retrieval.fitting import label_passages
-from clauseloop.retrieval.learned import CLASSIFIER_DIR, LearnedQueries, data_fingerprint
+from clauseloop.retrieval.learned import CLASSIFIER_DIR, LearnedQueries
 from clauseloop.retrieval.sections import passage_headings
-from clauseloop.retrieval.tuning import TuneConfig, TunedLayers, tune_embedder
+from clauseloop.retrieval.tuning import TuneConfig, TunedLayers, tune_for_learned
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +57,9 @@ def fit_classifier(dataset: CuadDataset, learned: LearnedQueries, config: TuneCo
     Returns the trained layers (save them with :func:`save_classifier`) and a copy of ``learned`` whose categories
     carry the classifier's head.
     """
-    labelled = label_passages(dataset, ChunkConfig(**learned.manifest.get("chunking", {})))
-    categories = sorted(model.category for model in learned.models.values())
-    head_init = None
-    if learned.embedder == base:
-        head_init = {m.category: m.dense for m in learned.models.values() if m.dense is not None}
-    tuned = tune_embedder(labelled, categories, config, base=base, head_init=head_init,
-                          texts=classifier_texts(labelled.passages), progress=progress)
-    tuned.manifest.update(name=CLASSIFIER_DIR, input="section heading + passage",
-                          fitted_on={"contracts": len(dataset.contracts), "passages": len(labelled.passages),
-                                     "fingerprint": data_fingerprint(dataset.contracts, dataset.questions)})
+    tuned = tune_for_learned(dataset, learned, config, base=base, read=classifier_texts, name=CLASSIFIER_DIR,
+                             progress=progress)
+    tuned.manifest["input"] = "section heading + passage"
     models = {key: replace(model, classifier=tuned.probes[model.category]) for key, model in learned.models.items()}
     return tuned, LearnedQueries(models, {**learned.manifest, "classifier": dict(tuned.manifest)})
 

@@ -18,12 +18,12 @@ import logging
 import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from clauseloop.data.records import CuadDataset
-from clauseloop.retrieval.chunking import ChunkConfig
+from clauseloop.retrieval.chunking import ChunkConfig, Passage
 from clauseloop.retrieval.fitting import Labelled, label_passages
 from clauseloop.retrieval.learned import LearnedQueries
 
@@ -184,8 +184,8 @@ def tune_embedder(labelled: Labelled, categories: list[str], config: TuneConfig 
     init = np.stack([head_init.get(c, np.zeros(dim, np.float32)) for c in categories]) if head_init else None
     net = _TunedBert(model[0].auto_model, config.layers, init, len(categories), anchored=config.anchor > 0)
     rows, labels = training_rows(labelled, categories, config)
-    texts = [texts[r] if texts is not None else labelled.passages[r].text for r in rows]
-    input_ids = model.tokenizer(texts, truncation=True, max_length=config.max_length)["input_ids"]
+    inputs = [texts[r] if texts is not None else labelled.passages[r].text for r in rows]
+    input_ids = model.tokenizer(inputs, truncation=True, max_length=config.max_length)["input_ids"]
     logger.info("tuning %d layers on %d passages (%d positive)", config.layers, len(rows),
                 int((labels.sum(1) > 0).sum()))
     steps = _train(net, model.tokenizer, input_ids, labels, config, progress)
@@ -236,6 +236,27 @@ def _train(net: _TunedBert, tokenizer, input_ids: list, labels: np.ndarray, conf
     return steps
 
 
+def tune_for_learned(dataset: CuadDataset, learned: LearnedQueries, config: TuneConfig, *, base: str = "minilm-l6",
+                     read: Callable[[Sequence[Passage]], list[str]] | None = None, name: str,
+                     progress: bool = False) -> TunedLayers:
+    """Tune ``base`` on ``dataset``'s gold clauses for ``learned``'s categories, the head started from its probes
+    when they are over ``base``; ``read`` turns the training passages into what the model reads (default: their
+    text). The manifest records ``name``, the head's start and the data."""
+    from clauseloop.retrieval.learned import data_fingerprint
+
+    labelled = label_passages(dataset, ChunkConfig(**learned.manifest.get("chunking", {})))
+    categories = sorted(model.category for model in learned.models.values())
+    same_base = learned.embedder == base
+    head_init = {m.category: m.dense for m in learned.models.values() if m.dense is not None} if same_base else None
+    texts = read(labelled.passages) if read is not None else None
+    tuned = tune_embedder(labelled, categories, config, base=base, head_init=head_init, texts=texts,
+                          progress=progress)
+    tuned.manifest.update(name=name, head_init=learned.embedder if head_init else None,
+                          fitted_on={"contracts": len(dataset.contracts), "passages": len(labelled.passages),
+                                     "fingerprint": data_fingerprint(dataset.contracts, dataset.questions)})
+    return tuned
+
+
 def tune_learned_queries(dataset: CuadDataset, learned: LearnedQueries, embedder_name: str,
                          config: TuneConfig = TuneConfig(), *, base: str = "minilm-l6",
                          progress: bool = False) -> tuple[TunedLayers, LearnedQueries]:
@@ -244,16 +265,7 @@ def tune_learned_queries(dataset: CuadDataset, learned: LearnedQueries, embedder
     Returns the tuned layers and a copy of ``learned`` whose probes are the tuned head, valid over embeddings of
     the tuned model, which the caller saves under ``embedder_name`` (the name the index will know it by).
     """
-    from clauseloop.retrieval.learned import data_fingerprint
-
-    labelled = label_passages(dataset, ChunkConfig(**learned.manifest.get("chunking", {})))
-    categories = sorted(model.category for model in learned.models.values())
-    same_base = learned.embedder == base
-    head_init = {m.category: m.dense for m in learned.models.values() if m.dense is not None} if same_base else None
-    tuned = tune_embedder(labelled, categories, config, base=base, head_init=head_init, progress=progress)
-    tuned.manifest.update(name=Path(embedder_name).name, head_init=learned.embedder if head_init else None,
-                          fitted_on={"contracts": len(dataset.contracts), "passages": len(labelled.passages),
-                                     "fingerprint": data_fingerprint(dataset.contracts, dataset.questions)})
+    tuned = tune_for_learned(dataset, learned, config, base=base, name=Path(embedder_name).name, progress=progress)
     models = {key: replace(model, dense=tuned.probes[model.category], embedder=embedder_name)
               for key, model in learned.models.items()}
     manifest = {**learned.manifest, "embedder": embedder_name, "probe_embeddings": "tuned head",
