@@ -10,6 +10,7 @@ import logging
 import typer
 
 from clauseloop.cli import data as data_commands
+from clauseloop.cli import finetune as finetune_commands
 from clauseloop.cli import index as index_commands
 from clauseloop.cli import models as model_commands
 from clauseloop.cli import program as program_commands
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(data_commands.app, name="data")
 app.add_typer(model_commands.app, name="models")
 app.add_typer(index_commands.app, name="index")
+app.add_typer(finetune_commands.app, name="finetune")
 app.command("run")(run_command.run)
 app.command("evaluate")(program_commands.evaluate)
 app.command("ask")(program_commands.ask)
