@@ -13,6 +13,7 @@ from clauseloop.cli import data as data_commands
 from clauseloop.cli import finetune as finetune_commands
 from clauseloop.cli import index as index_commands
 from clauseloop.cli import models as model_commands
+from clauseloop.cli import optimize as optimize_command
 from clauseloop.cli import program as program_commands
 from clauseloop.cli import run as run_command
 from clauseloop.cli import serve as serve_command
@@ -30,6 +31,7 @@ app.add_typer(finetune_commands.app, name="finetune")
 app.command("run")(run_command.run)
 app.command("evaluate")(program_commands.evaluate)
 app.command("ask")(program_commands.ask)
+app.command("optimize")(optimize_command.optimize)
 app.command("serve-lm")(serve_command.serve_lm)
 
 

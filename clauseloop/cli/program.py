@@ -13,11 +13,12 @@ from rich.text import Text
 from clauseloop.cli.common import DATA_HELP, console, err_console, fail, load_data_or_fail, print_json, user_errors
 
 CONTEXT_CHARS = 160  # text shown around a span in `ask`
+PROGRAM_HELP = "zero-shot, retrieval, a directory from `clauseloop optimize`, or a saved program JSON."
 GATE_HELP = "Answer 'no clause' without the LM where the learned presence score is below its threshold."
 
 
 def evaluate(
-    program: str = typer.Option("zero-shot", "--program", help="zero-shot, retrieval, or a saved program JSON."),
+    program: str = typer.Option("zero-shot", "--program", help=PROGRAM_HELP),
     data: Optional[str] = typer.Option(None, "--data", help=DATA_HELP),
     split: str = typer.Option("dev", help="dev, test, train or all."),
     limit: Optional[int] = typer.Option(None, min=1, help="At most N questions, stratified by category."),
@@ -87,7 +88,7 @@ def ask(
     contract: str = typer.Argument(..., help="A .txt contract, or a contract id / title fragment from --data."),
     query: str = typer.Argument(..., help="A CUAD category (e.g. 'Governing Law') or a free question."),
     data: Optional[str] = typer.Option(None, "--data", help=DATA_HELP),
-    program: str = typer.Option("zero-shot", "--program", help="zero-shot, retrieval, or a saved program JSON."),
+    program: str = typer.Option("zero-shot", "--program", help=PROGRAM_HELP),
     lm: str = typer.Option("student", help="The answering LM: a role or a model string."),
     gate: bool = typer.Option(True, help=GATE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print spans as JSON."),
@@ -103,7 +104,8 @@ def ask(
     target = find_contract(contract, data)
     category = canonical_name(query)
     inputs = {"category": category} if category in CATEGORY_NAMES else {"question": query}
-    qa = build_program(program, CuadDataset(contracts={target.id: target}, questions=[]), gate=gate)
+    with user_errors():  # a damaged saved program says how to rebuild it
+        qa = build_program(program, CuadDataset(contracts={target.id: target}, questions=[]), gate=gate)
     with err_console.status(f"asking {target.title}"):
         with dspy.context(lm=make_lm(lm) if program != "retrieval" else None):
             prediction = qa(contract=target, **inputs)

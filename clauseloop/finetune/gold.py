@@ -46,7 +46,7 @@ class GoldRowsConfig:
             raise ValueError(f"none_share must be in [0, 1), got {self.none_share}")
 
 
-def _contract_rng(contract_id: str, seed: int) -> random.Random:
+def contract_rng(contract_id: str, seed: int) -> random.Random:
     """Per-contract randomness that does not depend on which contracts ran before (resumable builds)."""
     return random.Random(int(hashlib.sha256(f"{seed}:{contract_id}".encode()).hexdigest()[:16], 16))
 
@@ -85,7 +85,7 @@ def contract_gold_rows(
         allowed = [q for q in candidates if gate.allows(contract, q.category)]
         counts["none_gated"] = len(candidates) - len(allowed)
         candidates = allowed
-    rng = _contract_rng(contract.id, config.seed)
+    rng = contract_rng(contract.id, config.seed)
     rng.shuffle(candidates)
     for question in candidates[: none_count(len(rows), config.none_share, rng)]:
         task, passages, _ = program_inputs(program, contract, question.category, None)

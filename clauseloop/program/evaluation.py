@@ -33,7 +33,7 @@ PROGRAMS = ("zero-shot", "retrieval")
 class EvalConfig:
     """What `clauseloop evaluate` runs; every default is the offline one."""
 
-    program: str = "zero-shot"  # zero-shot | retrieval | a saved program JSON (program.save)
+    program: str = "zero-shot"  # zero-shot | retrieval | a `clauseloop optimize` directory | a program.save JSON
     data: str | None = None  # CUAD file; None: the demo contracts
     split: str = "dev"  # dev | test | train | all
     limit: int | None = None  # at most this many questions, stratified by category
@@ -48,8 +48,14 @@ class EvalConfig:
     progress: bool = True  # a progress bar over questions (off when stdout must stay clean JSON)
 
 
-def stratified_questions(questions: Sequence[ClauseQuestion], limit: int | None, seed: int = 0) -> list[ClauseQuestion]:
-    """Up to ``limit`` questions taking categories in turn (seeded order within each), so every category counts."""
+def stratified_questions(
+    questions: Sequence[ClauseQuestion], limit: int | None, seed: int = 0, shuffle_categories: bool = False
+) -> list[ClauseQuestion]:
+    """Up to ``limit`` questions taking categories in turn (seeded order within each), so every category counts.
+
+    Categories take turns alphabetically, or in a seeded order with ``shuffle_categories`` (a limit below the
+    number of categories then samples categories instead of always taking the first ones).
+    """
     if limit is None or limit >= len(questions):
         return list(questions)
     by_category: dict[str, list[ClauseQuestion]] = defaultdict(list)
@@ -58,9 +64,12 @@ def stratified_questions(questions: Sequence[ClauseQuestion], limit: int | None,
     rng = random.Random(seed)
     for bucket in by_category.values():
         rng.shuffle(bucket)
+    categories = sorted(by_category)
+    if shuffle_categories:
+        rng.shuffle(categories)
     chosen, round_index = [], 0
     while len(chosen) < limit:
-        for category in sorted(by_category):
+        for category in categories:
             if round_index < len(by_category[category]) and len(chosen) < limit:
                 chosen.append(by_category[category][round_index])
         round_index += 1
@@ -68,16 +77,24 @@ def stratified_questions(questions: Sequence[ClauseQuestion], limit: int | None,
 
 
 def build_program(spec: str, dataset: CuadDataset, *, gate: bool = True) -> dspy.Module:
-    """A program by name (``zero-shot``, ``retrieval``) or from a saved JSON state; ``gate``: QAConfig.gate."""
+    """A program by name (``zero-shot``, ``retrieval``), from a directory written by ``clauseloop optimize``
+    (manifest checked), or from a saved JSON state (``program.save``); ``gate``: QAConfig.gate."""
     from clauseloop.program.baselines import RetrievalBaseline
     from clauseloop.program.qa import ContractQA, QAConfig
 
     if spec == "retrieval":
         return RetrievalBaseline(dataset.contracts)
+    if spec != "zero-shot" and Path(spec).is_dir():
+        from clauseloop.program.saved import load_compiled
+
+        return load_compiled(spec, dataset, gate=gate)
     program = ContractQA(dataset.contracts, config=QAConfig(gate=gate))
     if spec != "zero-shot":
         if not Path(spec).is_file():
-            raise FileNotFoundError(f"{spec}: not a saved program; use one of {PROGRAMS} or a JSON from program.save")
+            raise FileNotFoundError(
+                f"{spec}: not a saved program; use one of {PROGRAMS}, a directory from `clauseloop optimize` "
+                "or a JSON from program.save"
+            )
         program.load(spec)
     return program
 
@@ -88,7 +105,12 @@ def run_program(
     """Predictions in question order; a failed call becomes an empty prediction and is logged, not hidden."""
     from clauseloop.program.types import example_from_question
 
-    examples = [example_from_question(q) for q in questions]
+    return run_examples(program, [example_from_question(q) for q in questions], threads, progress)
+
+
+def run_examples(program: dspy.Module, examples: Sequence[Any], threads: int, progress: bool = True) -> list[Any]:
+    """``run_program`` for examples built by ``example_from_question``."""
+    examples = list(examples)
     results, failed, errors = program.batch(
         examples, num_threads=threads, return_failed_examples=True, max_errors=len(examples) + 1, timeout=0,
         disable_progress_bar=not progress,

@@ -20,6 +20,16 @@ def test_stratified_limit_takes_every_category_in_turn(demo_dataset):
     assert stratified_questions(demo_dataset.questions, None) == demo_dataset.questions
 
 
+def test_stratified_limit_can_sample_categories_in_a_seeded_order(demo_dataset):
+    alphabetical = {q.category for q in stratified_questions(demo_dataset.questions, 5, seed=1)}
+    assert alphabetical == set(sorted({q.category for q in demo_dataset.questions})[:5])
+    draws = [{q.category for q in stratified_questions(demo_dataset.questions, 5, seed, shuffle_categories=True)}
+             for seed in range(4)]
+    assert all(len(draw) == 5 for draw in draws) and len({frozenset(d) for d in draws}) > 1
+    again = stratified_questions(demo_dataset.questions, 5, 1, shuffle_categories=True)
+    assert draws[1] == {q.category for q in again}
+
+
 @pytest.mark.real_model
 def test_retrieval_baseline_report_on_demo(tmp_path):
     report = evaluate(EvalConfig(program="retrieval", split="all", limit=82, out_dir=str(tmp_path),
