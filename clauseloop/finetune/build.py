@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from clauseloop.data import CuadDataset, load_cuad, split_of
-from clauseloop.finetune.dataset import SFTDataset, write_json_atomic
+from clauseloop.data.atomic import write_json_atomic
+from clauseloop.finetune.dataset import SFTDataset
 from clauseloop.finetune.gold import GoldRowsConfig, build_gold_rows
 from clauseloop.finetune.rows import SOURCES
 from clauseloop.finetune.traces import TraceConfig, build_trace_rows

@@ -15,7 +15,9 @@ import logging
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+
+from clauseloop.data.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +26,6 @@ STATE_SUFFIX = ".state.json"
 
 class LeakError(ValueError):
     """A row from a contract outside the training split: dev and test numbers would no longer mean anything."""
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
-    os.replace(tmp, path)
 
 
 class SFTDataset:
@@ -142,3 +138,26 @@ class SFTDataset:
             "counts": self.state["counts"],
             "units_done": {source: len(units) for source, units in self.state["done"].items()},
         }
+
+
+RowsOf = Callable[[str], "tuple[list[dict[str, Any]], dict[str, int]]"]
+
+
+def build_per_contract(
+    dataset: SFTDataset, source: str, contract_ids: Iterable[str], rows_of: RowsOf,
+    on_contract: Callable[[str], None] | None = None,
+) -> int:
+    """Add ``rows_of(contract_id)`` (rows and counters) for every contract whose unit is not done yet; returns
+    rows written. A contract's rows are appended and its unit marked done together, so an interrupted build
+    redoes at most the contract in flight. ``on_contract`` is called after each contract, done or skipped."""
+    written = 0
+    for contract_id in sorted(contract_ids):
+        if not dataset.is_done(source, contract_id):
+            rows, counts = rows_of(contract_id)
+            written += dataset.append(rows)
+            dataset.mark_done(source, contract_id, counts)
+            logger.debug("%s rows of %s: %s", source, contract_id, counts)
+        if on_contract:
+            on_contract(contract_id)
+    logger.info("%s rows: %d written", source, written)
+    return written

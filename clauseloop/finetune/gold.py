@@ -14,16 +14,13 @@ student's NONE has to be learned on the hard cases — passages that look like t
 from __future__ import annotations
 
 import hashlib
-import logging
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from clauseloop.data import ClauseQuestion, Contract, CuadDataset
-from clauseloop.finetune.dataset import SFTDataset
+from clauseloop.finetune.dataset import SFTDataset, build_per_contract
 from clauseloop.finetune.rows import program_inputs, render_row, shown_part
-
-logger = logging.getLogger(__name__)
 
 SOURCE = "gold"
 
@@ -109,17 +106,10 @@ def build_gold_rows(
 ) -> int:
     """Add the gold rows of every train contract not done yet; returns rows written. ``program`` is the
     ``ContractQA`` whose retrieval picks the passages; ``on_contract`` is called after each contract (progress)."""
-    written = 0
     by_contract: dict[str, list[ClauseQuestion]] = {}
     for question in train.questions:
         by_contract.setdefault(question.contract_id, []).append(question)
-    for contract_id in sorted(train.contracts):
-        if not dataset.is_done(SOURCE, contract_id):
-            rows, counts = contract_gold_rows(program, train.contracts[contract_id], by_contract.get(contract_id, []),
-                                              config)
-            written += dataset.append(rows)
-            dataset.mark_done(SOURCE, contract_id, counts)
-        if on_contract:
-            on_contract(contract_id)
-    logger.info("gold rows: %d written", written)
-    return written
+    return build_per_contract(
+        dataset, SOURCE, train.contracts,
+        lambda cid: contract_gold_rows(program, train.contracts[cid], by_contract.get(cid, []), config), on_contract,
+    )

@@ -36,7 +36,7 @@ from dspy.utils.exceptions import AdapterParseError
 from rouge_score import rouge_scorer, tokenizers
 
 from clauseloop.data import ClauseQuestion, Contract, CuadDataset, Span
-from clauseloop.finetune.dataset import SFTDataset
+from clauseloop.finetune.dataset import SFTDataset, build_per_contract
 from clauseloop.finetune.gold import contract_rng, none_count
 from clauseloop.finetune.rows import collapse, program_inputs, render_row, shown_part
 from clauseloop.finetune.teacher import role_errors
@@ -352,15 +352,9 @@ def build_synthetic_rows(
     by_contract: dict[str, list[ClauseQuestion]] = defaultdict(list)
     for question in train.questions:
         by_contract[question.contract_id].append(question)
-    written = 0
-    for contract_id in sorted(train.contracts):
-        if not dataset.is_done(SOURCE, contract_id):
-            rows, counts = contract_synthetic_rows(program, train.contracts[contract_id], by_contract[contract_id],
-                                                   teacher_lm, kept, config, judge_lm)
-            written += dataset.append(rows)
-            dataset.mark_done(SOURCE, contract_id, counts)
-            logger.info("synthetic rows of %s: %s", contract_id, counts)
-        if on_contract:
-            on_contract(contract_id)
-    logger.info("synthetic rows: %d written", written)
-    return written
+    return build_per_contract(
+        dataset, SOURCE, train.contracts,
+        lambda cid: contract_synthetic_rows(program, train.contracts[cid], by_contract[cid], teacher_lm, kept, config,
+                                            judge_lm),
+        on_contract,
+    )

@@ -14,17 +14,14 @@ student could have copied from its prompt; such quotes are dropped and counted).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from clauseloop.data import ClauseQuestion, Contract, CuadDataset
-from clauseloop.finetune.dataset import SFTDataset
+from clauseloop.finetune.dataset import SFTDataset, build_per_contract
 from clauseloop.finetune.rows import collapse, render_row
 from clauseloop.program.metrics import score_example
 from clauseloop.program.types import example_from_question
-
-logger = logging.getLogger(__name__)
 
 SOURCE = "teacher"
 
@@ -126,15 +123,8 @@ def build_trace_rows(
 ) -> int:
     """Add the kept teacher traces of every train contract not done yet; returns rows written."""
     program.add_contracts(train.contracts)
-    written = 0
-    for contract_id in sorted(train.contracts):
-        if not dataset.is_done(SOURCE, contract_id):
-            rows, counts = contract_trace_rows(
-                program, train.contracts[contract_id], train.questions_for(contract_id), teacher_lm, config
-            )
-            written += dataset.append(rows)
-            dataset.mark_done(SOURCE, contract_id, counts)
-        if on_contract:
-            on_contract(contract_id)
-    logger.info("teacher traces: %d rows written", written)
-    return written
+    return build_per_contract(
+        dataset, SOURCE, train.contracts,
+        lambda cid: contract_trace_rows(program, train.contracts[cid], train.questions_for(cid), teacher_lm, config),
+        on_contract,
+    )

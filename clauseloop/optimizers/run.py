@@ -134,6 +134,8 @@ def optimize(config: OptimizeConfig) -> dict[str, Any]:
         candidates=optimizer.stats.candidates, qa_config=asdict(qa_config),
     )
     manifest["program"] = describe_program(compiled, program)
+    if optimizer.stats.instruction_proposals:
+        manifest["instruction_proposals"] = optimizer.stats.instruction_proposals
     files = save_compiled(out_dir, compiled, manifest)
     logger.info("wrote %s and %s", files["program"], files["manifest"])
     return {**read_manifest(out_dir), "files": files}  # as written: strict JSON

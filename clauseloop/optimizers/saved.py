@@ -7,9 +7,7 @@ The reading side — validation, the refusal of damaged files, ``load_compiled``
 from __future__ import annotations
 
 import math
-import os
 import platform
-import tempfile
 from dataclasses import asdict
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -18,14 +16,13 @@ from typing import Any
 
 import dspy
 
+from clauseloop.data.atomic import atomic_path, write_json_atomic
 from clauseloop.optimizers.config import OptimizeConfig
 from clauseloop.program.saved import (
     MANIFEST_FILE,
     MANIFEST_FORMAT,
     PROGRAM_FILE,
-    SHARED_FILE_MODE,
     read_program_state,
-    write_json_atomic,
 )
 
 VERSIONED_PACKAGES = ("dspy", "transformers", "torch")
@@ -44,12 +41,14 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def describe_lm(spec: str) -> dict[str, str]:
-    """A role or model string as the manifest records it: what was asked for and the model it meant."""
+def describe_lm(spec: str) -> dict[str, str | None]:
+    """A role or model string as the manifest records it: what was asked for, the model it meant and where it ran."""
     from clauseloop.engine.roles import ROLES, load_roles
 
-    model = load_roles().role(spec).model if spec in ROLES else spec
-    return {"spec": spec, "model": model}
+    if spec not in ROLES:
+        return {"spec": spec, "model": spec, "api_base": None}
+    role = load_roles().role(spec)
+    return {"spec": spec, "model": role.model, "api_base": role.api_base}
 
 
 def build_manifest(
@@ -103,16 +102,9 @@ def save_compiled(out_dir: str | Path, program: dspy.Module, manifest: dict[str,
 
 
 def _save_program_atomic(program: dspy.Module, path: Path) -> Path:
-    # DSPy's JSON save needs a path ending in .json; it goes to a temp name first, then replaces the old file.
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".json", dir=path.parent)
-    os.close(handle)
-    try:
-        program.save(temporary)
-        os.chmod(temporary, SHARED_FILE_MODE)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # DSPy's JSON save needs a path ending in .json
+    with atomic_path(path, suffix=".json") as temporary:
+        program.save(str(temporary))
     return path
 
 

@@ -32,6 +32,7 @@ from clauseloop.optimizers.budget import (
     tagged_lm,
 )
 from clauseloop.optimizers.config import OptimizeConfig
+from clauseloop.optimizers.proposer import tolerant_proposals
 from clauseloop.optimizers.data import (
     SpanMetric,
     check_contracts_disjoint,
@@ -49,6 +50,7 @@ class CompileStats:
 
     seconds: dict[str, float] = field(default_factory=dict)
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    instruction_proposals: dict[str, int] = field(default_factory=dict)  # mipro: asked of the teacher / unparseable
 
 
 def make_teleprompter(config: OptimizeConfig, metric: SpanMetric, *, student_lm: Any, teacher_lm: Any) -> Any:
@@ -142,12 +144,16 @@ class Optimizer:
         kwargs: dict[str, Any] = {"trainset": trainset}
         if self.config.optimizer != "bootstrap":
             kwargs["valset"] = valset
-        if self.config.optimizer == "mipro":
-            kwargs.update(seed=self.config.seed, minibatch=_mipro_minibatch(trainset, valset))
-            if self.config.mipro_preset is None:
-                kwargs["num_trials"] = self.config.mipro_num_trials
-        with dspy.context(lm=self.student_lm):
-            return teleprompter.compile(student, **kwargs)
+        if self.config.optimizer != "mipro":
+            with dspy.context(lm=self.student_lm):
+                return teleprompter.compile(student, **kwargs)
+        kwargs.update(seed=self.config.seed, minibatch=_mipro_minibatch(trainset, valset))
+        if self.config.mipro_preset is None:
+            kwargs["num_trials"] = self.config.mipro_num_trials
+        with dspy.context(lm=self.student_lm), tolerant_proposals() as proposals:
+            compiled = teleprompter.compile(student, **kwargs)
+        self.stats.instruction_proposals = proposals.to_dict()
+        return compiled
 
     def _with_demo_fields(self, program: dspy.Module, trainset: list) -> list:
         """Give CUAD examples the predictor's fields when labeled demos are wanted (see ``with_predictor_fields``)."""

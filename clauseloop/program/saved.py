@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,6 @@ logger = logging.getLogger(__name__)
 PROGRAM_FILE = "program.json"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1
-SHARED_FILE_MODE = 0o644  # temp files are created owner-only; the saved program is meant to be read by others
 REQUIRED_MANIFEST_KEYS = ("format", "optimizer", "settings", "data", "teacher", "student", "versions", "dev_scores")
 
 
@@ -40,23 +37,6 @@ class SavedProgramError(ValueError):
 def rebuild_hint(directory: str | Path, optimizer: str | None = None) -> str:
     name = optimizer or "bootstrap|random-search|mipro"
     return f"re-run `clauseloop optimize --optimizer {name} ... --out {directory}` to write it again"
-
-
-def write_json_atomic(path: str | Path, payload: Any) -> Path:
-    """Write JSON next to ``path`` and move it into place, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(payload, file, indent=2, ensure_ascii=False, allow_nan=False)
-            file.write("\n")
-        os.chmod(temporary, SHARED_FILE_MODE)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _read_json_object(path: Path, directory: Path, what: str, optimizer: str | None = None) -> dict[str, Any]:

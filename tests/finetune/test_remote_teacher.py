@@ -100,3 +100,22 @@ def test_teacher_traces_come_from_the_server_and_a_dead_server_is_survived(remot
     assert resumed.exit_code == 0, resumed.output
     report = json.loads(resumed.stdout)
     assert report["units_done"]["teacher"] == 2 and report["counts"]["teacher"]["examples"] == 6
+
+
+def test_optimize_uses_the_remote_teacher(remote_teacher, tmp_path):
+    out = tmp_path / "compiled"
+    result = runner.invoke(app, ["optimize", "--optimizer", "bootstrap", "--limit", "4", "--val-limit", "2",
+                                 "--max-calls", "60", "--no-gate", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["teacher"] == {"spec": "teacher", "model": f"openai/{SERVED}", "api_base": remote_teacher.url}
+    assert manifest["lm_calls"]["requests"]["teacher"] > 0  # bootstrapping asked the server
+
+
+def test_self_instruct_asks_the_remote_teacher(remote_teacher, tmp_path):
+    result = build(tmp_path / "synthetic.jsonl", 1, "synthetic")
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)["counts"]["synthetic"]
+    assert counts["generated"] > 0
+    dropped = sum(counts[name] for name in ("parse_failed", "too_similar", "round_trip_failed", "judge_rejected"))
+    assert counts["generated"] == counts["kept"] + dropped

@@ -100,6 +100,19 @@ def test_mipro_writes_instructions_with_the_teacher(small_config, small_data, qa
     assert usage["teacher"] == len(teacher_calls) and usage["student"] == len(calls_of("dummy/student", since))
 
 
+def test_mipro_survives_a_teacher_that_cannot_write_instructions(small_config, small_data, qa_program):
+    """A weak prompt model (SmolLM2 offline) replies in no format: its proposals keep the program's instruction."""
+    from dspy.utils import DummyLM
+
+    babbling = DummyLM({"": {"unrelated": "def refactor(x): return x"}})  # never a `proposed_instruction` field
+    babbling.model = "dummy/teacher"
+    config = dataclasses.replace(small_config, optimizer="mipro", mipro_num_candidates=2, mipro_num_trials=3)
+    optimizer, compiled = compile_with(config, qa_program, small_data, teacher=babbling)
+    proposals = optimizer.stats.instruction_proposals
+    assert proposals["proposed"] >= 1 and proposals["unparseable"] == proposals["proposed"]
+    assert compiled.extract.signature.instructions == qa_program.extract.signature.instructions
+
+
 def test_config_refuses_the_test_split_and_bad_settings():
     for split in ("test", "all"):
         with pytest.raises(ValueError, match="test contracts.*optimize on 'train'"):
