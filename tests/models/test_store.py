@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from clauseloop.models import MINILM, SMOLLM2, ModelNotAvailable, prepare, split_adapter
-from clauseloop.models.store import MANIFEST, materialize
+from clauseloop.models.store import MANIFEST, file_sha256, materialize, smollm2_gguf, strip_quantization_config
 
 
 def slow_build(tmp: Path) -> None:
@@ -69,6 +69,43 @@ def test_unknown_local_path_and_adapter_spec(tmp_path):
     assert split_adapter("openai/gpt-4o-mini") == ("openai/gpt-4o-mini", None)
 
 
+GGUF_QUANTIZATION = {"dequantize": False, "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf", "quant_method": "gguf"}
+
+
+def test_strip_quantization_config_rewrites_only_that_key(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "quantization_config": GGUF_QUANTIZATION}))
+    assert strip_quantization_config(tmp_path) is True
+    assert json.loads((tmp_path / "config.json").read_text()) == {"model_type": "llama"}
+    assert strip_quantization_config(tmp_path) is False
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]  # no temp file left behind
+
+
+def test_prepare_migrates_a_cache_converted_before_the_fix(tmp_path, monkeypatch):
+    """A cache written by an older version keeps its path and weights; only config.json loses the GGUF key."""
+    try:
+        gguf = smollm2_gguf()
+    except ModelNotAvailable as error:
+        pytest.skip(str(error))
+    monkeypatch.setenv("CLAUSELOOP_CACHE", str(tmp_path))
+    old = tmp_path / "models" / f"{SMOLLM2}-{file_sha256(gguf)[:16]}"
+    old.mkdir(parents=True)
+    (old / MANIFEST).write_text(json.dumps({"name": SMOLLM2}))
+    (old / "config.json").write_text(json.dumps({"model_type": "llama", "quantization_config": GGUF_QUANTIZATION}))
+    prepared = prepare(SMOLLM2)
+    assert prepared.path == str(old) and prepared.created is False
+    assert "quantization_config" not in json.loads((old / "config.json").read_text())
+
+
+@pytest.mark.real_model
+def test_real_smollm2_is_a_plain_model_a_trainer_accepts(smollm2_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    assert "quantization_config" not in json.loads((Path(smollm2_dir) / "config.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir)
+    assert getattr(model, "hf_quantizer", None) is None
+    Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[]))
+
+
 @pytest.mark.real_model
 def test_real_smollm2_prepare_reuses_cache_and_generates(smollm2_dir):
     again = prepare(SMOLLM2)
@@ -106,6 +143,7 @@ def test_fresh_conversion_matches_cached_model(tmp_path, monkeypatch, smollm2_di
     monkeypatch.setenv("CLAUSELOOP_CACHE", str(tmp_path))
     fresh = prepare(SMOLLM2)
     assert fresh.created is True and fresh.path.startswith(str(tmp_path))
+    assert "quantization_config" not in json.loads((Path(fresh.path) / "config.json").read_text())
     ids = torch.tensor([[1, 422, 3251, 314]])
     with torch.no_grad():
         logits = [AutoModelForCausalLM.from_pretrained(p)(ids).logits for p in (fresh.path, smollm2_dir)]
