@@ -27,7 +27,7 @@ def _progress_bar() -> Progress:
 
 def _run_build(config: DataConfig, show_progress: bool) -> dict:
     from clauseloop.finetune.build import build_dataset
-    from clauseloop.finetune.teacher import TeacherUnavailable
+    from clauseloop.engine.reachability import RoleUnavailable
 
     try:
         with user_errors():
@@ -42,7 +42,7 @@ def _run_build(config: DataConfig, show_progress: bool) -> dict:
                     bar.advance(tasks[source])
 
                 return build_dataset(config, progress=advance)
-    except TeacherUnavailable as error:
+    except RoleUnavailable as error:
         fail(str(error))
 
 

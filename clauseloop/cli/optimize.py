@@ -44,6 +44,7 @@ def optimize(
     as_json: bool = typer.Option(False, "--json", help="Print the manifest JSON (progress goes to stderr)."),
 ) -> None:
     """Optimize the QA program (demos, instructions) on the train split, score it on dev, save it to --out."""
+    from clauseloop.engine.reachability import RoleUnavailable
     from clauseloop.optimizers import CallBudgetExceeded
     from clauseloop.optimizers.run import optimize as run_optimize
 
@@ -60,7 +61,7 @@ def optimize(
     with redirect_stdout(sys.stderr) if as_json else nullcontext(), user_errors():
         try:
             manifest = run_optimize(config)
-        except CallBudgetExceeded as error:
+        except (CallBudgetExceeded, RoleUnavailable) as error:
             fail(str(error))
         except ImportError as error:  # MIPROv2 needs optuna
             fail(f"{error} (install clauseloop's dependencies: `make setup`)")

@@ -39,7 +39,7 @@ from clauseloop.data import ClauseQuestion, Contract, CuadDataset, Span
 from clauseloop.finetune.dataset import SFTDataset, build_per_contract
 from clauseloop.finetune.gold import contract_rng, none_count
 from clauseloop.finetune.rows import collapse, program_inputs, render_row, shown_part
-from clauseloop.finetune.teacher import role_errors
+from clauseloop.engine.reachability import role_errors
 from clauseloop.program.judge import parse_score
 
 logger = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def ask_teacher(teacher_lm: Any, clause: Clause, config: SelfInstructConfig) -> 
     """The teacher's question about the clause, or None when its reply is not a usable question."""
     excerpt = clause_excerpt(clause.span.text, config.max_clause_chars)
     lm_kwargs = {"max_tokens": config.teacher_max_tokens, "stop": _STOP}
-    with role_errors(teacher_lm, "teacher"), dspy.context(lm=teacher_lm, adapter=_adapter()):
+    with role_errors({"teacher": teacher_lm}), dspy.context(lm=teacher_lm, adapter=_adapter()):
         try:
             reply = dspy.Predict(WriteLawyerQuestion)(category=clause.category, clause=excerpt, config=lm_kwargs)
             text = reply.question
@@ -238,7 +238,7 @@ def ask_teacher_concurrently(teacher_lm: Any, clauses: Sequence[Clause], config:
 def judge_score(judge_lm: Any, question: str, clause: Clause, config: SelfInstructConfig) -> float | None:
     """The judge's score in [0, 1] that the clause answers the question, or None when it cannot be read."""
     excerpt = clause_excerpt(clause.span.text, config.max_clause_chars)
-    with role_errors(judge_lm, "judge"), dspy.context(lm=judge_lm, adapter=_adapter()):
+    with role_errors({"judge": judge_lm}), dspy.context(lm=judge_lm, adapter=_adapter()):
         try:
             raw = dspy.Predict(JudgeClauseAnswersQuestion)(
                 question=question, clause=excerpt, config={"max_tokens": 24, "stop": _STOP}

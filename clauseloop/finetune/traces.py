@@ -83,10 +83,10 @@ def answer_questions(program: Any, questions: Sequence[ClauseQuestion], teacher_
     """The program's predictions on the teacher LM; an unreachable teacher stops the build with a clear error."""
     import dspy
 
-    from clauseloop.finetune.teacher import UNREACHABLE, role_errors
+    from clauseloop.engine.reachability import UNREACHABLE, role_errors
 
     examples = [example_from_question(q) for q in questions]
-    with role_errors(teacher_lm, "teacher"), dspy.context(lm=teacher_lm):
+    with role_errors({"teacher": teacher_lm}), dspy.context(lm=teacher_lm):
         results, failed, errors = program.batch(
             examples, num_threads=threads, return_failed_examples=True, max_errors=len(examples) + 1,
             disable_progress_bar=True, timeout=0,

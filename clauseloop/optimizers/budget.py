@@ -29,6 +29,8 @@ import dspy
 from dspy.clients.cache import Cache
 from dspy.utils.callback import BaseCallback
 
+from clauseloop.engine.reachability import UNREACHABLE
+
 logger = logging.getLogger(__name__)
 
 UNTAGGED = "other"  # an LM the run did not tag (e.g. one a predictor brought along)
@@ -54,6 +56,9 @@ class CallMeter:
         self.calls: Counter[str] = Counter()
         self.cache_hits: Counter[str] = Counter()
         self.exhausted = False
+        # role -> the first "could not reach the LM" error: teleprompters log and skip failed examples, so a dead
+        # teacher would otherwise yield a program quietly compiled without it
+        self.unreachable: dict[str, Exception] = {}
         self._lock = threading.Lock()
 
     @property
@@ -108,6 +113,8 @@ class RoleTag(BaseCallback):
 
     def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
         _current_role.set(UNTAGGED)
+        if isinstance(exception, UNREACHABLE):
+            self.meter.unreachable.setdefault(self.role, exception)
 
 
 def tagged_lm(lm: Any, role: str, meter: CallMeter) -> Any:

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import dspy
 
+from clauseloop.engine.reachability import UNREACHABLE, RoleUnavailable, failing_role, unavailable_message
 from clauseloop.optimizers.budget import (
     BudgetStop,
     CallBudgetExceeded,
@@ -172,6 +173,9 @@ class Optimizer:
                 yield
         except BudgetStop:
             raise CallBudgetExceeded(budget_message(self.meter, self.cache_dir)) from None
+        except UNREACHABLE as error:
+            role = failing_role(error, {"teacher": self.teacher_lm, "student": self.student_lm})
+            raise self._unavailable(role, error) from error
         except Exception as error:
             if self.meter.exhausted:  # DSPy wrapped the stop in an error of its own
                 raise CallBudgetExceeded(budget_message(self.meter, self.cache_dir)) from error
@@ -184,6 +188,13 @@ class Optimizer:
                            "them and a re-run repeats them", unmetered)
         if self.meter.exhausted:  # a stop swallowed on the way: the result may rest on failed examples
             raise CallBudgetExceeded(budget_message(self.meter, self.cache_dir))
+        for role, error in self.meter.unreachable.items():  # swallowed by the teleprompter: still no valid result
+            raise self._unavailable(role, error) from error
+
+    def _unavailable(self, role: str, error: Exception) -> RoleUnavailable:
+        kept = f"Finished LM calls are cached in {self.cache_dir}" if self.cache_dir else "Nothing was saved"
+        lm = self.teacher_lm if role == "teacher" else self.student_lm
+        return RoleUnavailable(unavailable_message(role, lm, error, kept))
 
 
 @contextmanager

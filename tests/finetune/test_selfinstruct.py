@@ -28,7 +28,7 @@ from clauseloop.finetune.selfinstruct import (
     clean_question,
     pick_clauses,
 )
-from clauseloop.finetune.teacher import TeacherUnavailable
+from clauseloop.engine.reachability import RoleUnavailable
 from clauseloop.program.qa import ContractQA, category_prompt
 
 logger = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def test_unreachable_teacher_names_role_and_url_and_keeps_earlier_rows(tmp_path,
     build_synthetic_rows(SFTDataset(path), two_contracts.subset([first]), program, keyed_teacher(two_contracts), config)
     before = SFTDataset(path).rows()
     unreachable = dspy.LM("openai/x", api_base="http://127.0.0.1:9/v1", api_key="k", num_retries=0, cache=False)
-    with pytest.raises(TeacherUnavailable, match=r"teacher.*http://127\.0\.0\.1:9/v1"):
+    with pytest.raises(RoleUnavailable, match=r"teacher.*http://127\.0\.0\.1:9/v1"):
         build_synthetic_rows(SFTDataset(path), two_contracts, program, unreachable, config)
     after = SFTDataset(path)
     assert before and after.rows() == before

@@ -7,7 +7,7 @@ from dspy.utils import DummyLM
 
 from clauseloop.data import split_of
 from clauseloop.finetune.dataset import SFTDataset
-from clauseloop.finetune.teacher import TeacherUnavailable
+from clauseloop.engine.reachability import RoleUnavailable
 from clauseloop.finetune.traces import TraceConfig, build_trace_rows, pick_questions
 
 OUTCOMES = ("kept", "gated", "parse_failed", "failed", "below_threshold")
@@ -63,7 +63,7 @@ def test_an_unreachable_teacher_names_role_and_url_and_a_rerun_continues(tmp_pat
 
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     down = dspy.LM("openai/teacher-model", api_base="http://127.0.0.1:9/v1", api_key="k", num_retries=0, cache=False)
-    with pytest.raises(TeacherUnavailable, match=r"teacher LM .*127\.0\.0\.1:9.*re-run"):
+    with pytest.raises(RoleUnavailable, match=r"teacher LM .*127\.0\.0\.1:9.*re-run"):
         build(tmp_path, one_contract, down, questions=1)
     dataset = SFTDataset(tmp_path / "t.jsonl")
     assert not dataset.is_done("teacher", sorted(one_contract.contracts)[0])

@@ -175,3 +175,13 @@ def test_span_metric_pass_mark_and_trace(demo_dataset):
     assert SpanMetric(0.9)(example, half, trace=[("step",)]) is False
     exact = dspy.Prediction(spans=[PredictedSpan(gold)])
     assert SpanMetric(0.9)(example, exact, trace=[]) is False  # no LM call was made: nothing to learn from
+
+
+def test_an_unreachable_teacher_names_its_role_and_url(small_config, small_data, qa_program, tmp_path, monkeypatch):
+    from clauseloop.engine.reachability import RoleUnavailable
+
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    down = dspy.LM("openai/teacher-model", api_base="http://127.0.0.1:9/v1", api_key="k", num_retries=0)
+    optimizer = Optimizer(small_config, student_lm=scripted_dummy_lm(), teacher_lm=down, cache_dir=tmp_path / "cache")
+    with pytest.raises(RoleUnavailable, match=r"teacher LM 'openai/teacher-model' at http://127\.0\.0\.1:9/v1.*cached"):
+        optimizer.compile(qa_program, trainset=small_data.trainset, valset=small_data.valset)
