@@ -67,6 +67,12 @@ def server(smollm2_dir):
 
 @pytest.fixture
 def remote_teacher(server, monkeypatch):
+    """The teacher role pointed at the server, with an empty DSPy cache: every teacher answer must come over HTTP
+    (DSPy's cache key leaves out the URL, so answers cached by an earlier run would hide a dead server)."""
+    import dspy
+    from dspy.clients.cache import Cache
+
+    monkeypatch.setattr(dspy, "cache", Cache(enable_disk_cache=False, enable_memory_cache=True, disk_cache_dir=None))
     monkeypatch.setenv("CLAUSELOOP_TEACHER", f"openai/{SERVED}")
     monkeypatch.setenv("CLAUSELOOP_TEACHER_API_BASE", server.url)
     monkeypatch.setenv("OPENAI_API_KEY", "local")  # serve-lm runs without a key; the client wants one set
