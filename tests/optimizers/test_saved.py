@@ -149,3 +149,21 @@ def test_a_fresh_process_evaluates_with_the_saved_program_and_ask_uses_it(saved,
     asked = CliRunner().invoke(app, ["ask", "HALVORSEN", "Governing Law", "--program", str(directory), "--json"])
     assert asked.exit_code == 0, asked.output
     assert json.loads(asked.stdout)["category"] == "Governing Law"
+
+
+def test_teacher_traces_run_the_saved_program_and_rows_stay_zero_shot(saved, tmp_path, monkeypatch):
+    """`finetune data --program DIR`: the teacher sees the compiled demos, the student's rows do not."""
+    import clauseloop.engine.roles as roles
+    from clauseloop.finetune.build import DataConfig, build_dataset
+    from clauseloop.finetune.traces import TraceConfig
+
+    directory, compiled, _ = saved
+    teacher = scripted_dummy_lm("dummy/teacher")
+    monkeypatch.setattr(roles, "make_lm", lambda spec, **settings: teacher)
+    build_dataset(DataConfig(out=str(tmp_path / "t.jsonl"), sources=("teacher",), program=str(directory),
+                             limit_contracts=1, traces=TraceConfig(questions_per_contract=None, threads=4)))
+    demo_text = next(iter(compiled.extract.demos))["passages"][:60]
+    sent = [m["content"] for entry in teacher.history for m in entry["messages"]]
+    assert teacher.history and any(demo_text in content for content in sent)
+    rows = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert rows and all(demo_text not in m["content"] for row in rows for m in row["prompt"])
