@@ -12,6 +12,7 @@ from clauseloop.cli.common import DATA_HELP, console, err_console, fail, print_j
 from clauseloop.engine.config import default_of, help_of
 from clauseloop.finetune.build import DataConfig
 from clauseloop.finetune.gold import GoldRowsConfig
+from clauseloop.finetune.selfinstruct_config import SelfInstructConfig
 from clauseloop.finetune.sft import SFTRunConfig
 from clauseloop.finetune.traces import TraceConfig
 
@@ -55,6 +56,7 @@ def data_command(
     sources: str = typer.Option(",".join(default_of(DataConfig, "sources")), help=help_of(DataConfig, "sources")),
     teacher: str = typer.Option(default_of(DataConfig, "teacher"), help=help_of(DataConfig, "teacher")),
     judge: Optional[str] = typer.Option(None, help=help_of(DataConfig, "judge")),
+    judge_threshold: Optional[float] = typer.Option(None, help=help_of(SelfInstructConfig, "judge_threshold")),
     program: str = typer.Option(default_of(DataConfig, "program"), help=help_of(DataConfig, "program")),
     none_share: float = typer.Option(default_of(GoldRowsConfig, "none_share"), help=help_of(GoldRowsConfig, "none_share")),
     min_score: float = typer.Option(default_of(TraceConfig, "min_score"), help=help_of(TraceConfig, "min_score")),
@@ -70,6 +72,7 @@ def data_command(
             sources=tuple(s.strip() for s in sources.split(",") if s.strip()), teacher=teacher, judge=judge,
             program=program, gold=GoldRowsConfig(none_share=none_share),
             traces=TraceConfig(min_score=min_score, questions_per_contract=trace_questions),
+            synthetic=SelfInstructConfig(judge_threshold=judge_threshold),
         )
     report = _run_build(config, show_progress=not as_json)
     if as_json:

@@ -22,6 +22,7 @@ from clauseloop.data.atomic import write_json_atomic
 from clauseloop.finetune.dataset import SFTDataset
 from clauseloop.finetune.gold import GoldRowsConfig, build_gold_rows
 from clauseloop.finetune.rows import SOURCES
+from clauseloop.finetune.selfinstruct_config import SelfInstructConfig
 from clauseloop.finetune.traces import TraceConfig, build_trace_rows
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class DataConfig:
     program: str = field(default="zero-shot", metadata={"help": "The QA program the teacher runs: zero-shot or DIR."})
     gold: GoldRowsConfig = field(default_factory=GoldRowsConfig)
     traces: TraceConfig = field(default_factory=TraceConfig)
-    synthetic: Any = None  # SelfInstructConfig; None: its defaults
+    synthetic: SelfInstructConfig = field(default_factory=SelfInstructConfig)
 
     def __post_init__(self) -> None:
         if self.split != TRAIN_SPLIT:
@@ -55,6 +56,8 @@ class DataConfig:
         unknown = set(self.sources) - set(SOURCES)
         if unknown or not self.sources:
             raise ValueError(f"unknown source(s) {sorted(unknown)}; choose from {', '.join(SOURCES)}")
+        if self.synthetic.judge_threshold is not None and not self.judge:
+            raise ValueError("a judge threshold needs a judge LM: pass --judge (a role or model string)")
 
 
 def training_contracts(dataset: CuadDataset, limit: int | None) -> tuple[CuadDataset, set[str]]:
@@ -80,11 +83,11 @@ def build_source(source: str, sft: SFTDataset, train: CuadDataset, config: DataC
         return build_gold_rows(sft, train, program, config.gold, on_contract=tick)
     if source == "teacher":
         return build_trace_rows(sft, train, program, make_lm(config.teacher), config.traces, on_contract=tick)
-    from clauseloop.finetune.selfinstruct import SelfInstructConfig, build_synthetic_rows
+    from clauseloop.finetune.selfinstruct import build_synthetic_rows
 
     judge = make_lm(config.judge) if config.judge else None
-    return build_synthetic_rows(sft, train, program, make_lm(config.teacher), config.synthetic or SelfInstructConfig(),
-                                judge_lm=judge, on_contract=tick)
+    return build_synthetic_rows(sft, train, program, make_lm(config.teacher), config.synthetic, judge_lm=judge,
+                                on_contract=tick)
 
 
 def build_dataset(config: DataConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -110,7 +113,4 @@ def build_dataset(config: DataConfig, progress: Progress | None = None) -> dict[
 
 
 def _jsonable(config: DataConfig) -> dict[str, Any]:
-    payload = asdict(config)
-    if config.synthetic is not None:
-        payload["synthetic"] = asdict(config.synthetic)
-    return json.loads(json.dumps(payload, default=str))
+    return json.loads(json.dumps(asdict(config), default=str))

@@ -39,6 +39,7 @@ from clauseloop.data import ClauseQuestion, Contract, CuadDataset, Span
 from clauseloop.finetune.dataset import SFTDataset, build_per_contract
 from clauseloop.finetune.gold import contract_rng, none_count
 from clauseloop.finetune.rows import collapse, program_inputs, render_row, shown_part
+from clauseloop.finetune.selfinstruct_config import SelfInstructConfig
 from clauseloop.engine.reachability import role_errors
 from clauseloop.program.judge import parse_score
 
@@ -52,35 +53,6 @@ _STOP = ["[[ ## completed"]
 # list markers, labels, quotes and markup a teacher puts before its question
 _LEADING_NOISE = re.compile(r"^(?:\s+|[\"'*`>#•-]+|\d+[.)]\s|(?:question|q)\s*[:.-])+", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9]+")
-
-
-@dataclass(frozen=True)
-class SelfInstructConfig:
-    """How the teacher's questions about gold clauses become SFT rows."""
-
-    clauses_per_contract: int = field(
-        default=8, metadata={"help": "Gold clauses per contract the teacher writes a question for (one per category "
-                                     "first)."})
-    none_share: float = field(default=0.2, metadata={"help": "Share of 'no clause' (NONE) rows among synthetic rows."})
-    rouge_threshold: float = field(
-        default=0.7, metadata={"help": "Drop a question whose ROUGE-L F with any kept question reaches this."})
-    judge_threshold: float | None = field(
-        default=None, metadata={"help": "Drop a question the judge scores below this (needs a judge LM)."})
-    max_clause_chars: int = field(default=600, metadata={"help": "Most clause characters shown to the teacher."})
-    min_clause_chars: int = field(
-        default=40, metadata={"help": "Gold spans shorter than this (names, dates) are not used as clauses."})
-    min_shown_chars: int = field(
-        default=20, metadata={"help": "Characters of the clause the question's passages must show (round trip)."})
-    max_question_chars: int = field(default=300, metadata={"help": "A longer teacher reply is not a question."})
-    seed: int = field(default=0, metadata={"help": "Seed of the clause and NONE-row sampling."})
-    teacher_max_tokens: int = field(default=64, metadata={"help": "Most tokens per teacher reply."})
-    threads: int = field(default=8, metadata={"help": "Concurrent teacher requests (the local engine batches them)."})
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.none_share < 1.0:
-            raise ValueError(f"none_share must be in [0, 1), got {self.none_share}")
-        if not 0.0 < self.rouge_threshold <= 1.0:
-            raise ValueError(f"rouge_threshold must be in (0, 1], got {self.rouge_threshold}")
 
 
 class WriteLawyerQuestion(dspy.Signature):

@@ -100,3 +100,5 @@ def test_cli_builds_gold_rows_and_refuses_the_dev_split(tmp_path):
     assert refused.exit_code == 2 and "train split only" in refused.output
     unknown = runner.invoke(app, ["finetune", "data", "--sources", "gold,web", "--out", str(out)])
     assert unknown.exit_code == 2 and "unknown source" in unknown.output
+    no_judge = runner.invoke(app, ["finetune", "data", "--judge-threshold", "0.5", "--out", str(out)])
+    assert no_judge.exit_code == 2 and "--judge" in no_judge.output
