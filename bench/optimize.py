@@ -24,7 +24,7 @@ import os
 import platform
 from pathlib import Path
 
-from common import write_results
+from common import with_ci, write_results
 
 HERE = Path(__file__).parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "cuad" / "cuad-460.json.gz"
@@ -75,7 +75,7 @@ def markdown(result: dict) -> str:
                   "", "| program | AUPR | P@80R | F1 | no-answer acc. | laziness | dropped-span rate | parse failures "
                   "| questions/s |", "|---|---|---|---|---|---|---|---|---|"]
         for name, report in evals.items():
-            cells = [_with_ci(report["overall"], key) for key in HEADLINE]
+            cells = [with_ci(report["overall"], key) for key in HEADLINE]
             lines.append(f"| {name} | {' | '.join(cells)} | {report['hallucination_rate']:.3f} | "
                          f"{report['parse_failures']} | {report['questions_per_second']} |")
         lines.append("")
@@ -108,13 +108,6 @@ def dataset_markdown(report: dict) -> list[str]:
         funnel = " → ".join(f"{name} {synthetic.get(name, 0)}" for name in SYNTHETIC_FILTERS)
         lines += ["", f"Self-instruct: {synthetic['generated']} teacher questions: {funnel}."]
     return lines + [""]
-
-
-def _with_ci(overall: dict, key: str) -> str:
-    value, (low, high) = overall.get(key), overall.get("ci", {}).get(key, [None, None])
-    if value is None:
-        return "–"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]" if low is not None else f"{value:.3f}"
 
 
 def main() -> None:

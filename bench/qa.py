@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import write_results
+from common import with_ci, write_results
 
 HERE = Path(__file__).parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "cuad" / "cuad-460.json.gz"
@@ -123,7 +123,7 @@ def markdown(result: dict) -> str:
         ]
         for name, report in baselines.items():
             overall = report["overall"]
-            cells = [_with_ci(overall, key) for key in HEADLINE]
+            cells = [with_ci(overall, key) for key in HEADLINE]
             lines.append(
                 f"| {name} | {' | '.join(cells)} | {report['hallucination_rate']:.3f} | {report.get('gated', '–')} | "
                 f"{report['questions_per_second']} |"
@@ -156,13 +156,6 @@ def markdown(result: dict) -> str:
                          f"{row['lm_calls_saved']:.3f} | {train[name]['kept_with_clause']:.3f} / "
                          f"{train[name]['gated_without_clause']:.3f} |")
     return "\n".join(lines) + "\n"
-
-
-def _with_ci(overall: dict, key: str) -> str:
-    value, (low, high) = overall.get(key), overall.get("ci", {}).get(key, [None, None])
-    if value is None:
-        return "–"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]" if low is not None else f"{value:.3f}"
 
 
 def main() -> None:
