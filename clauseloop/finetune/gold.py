@@ -106,10 +106,7 @@ def build_gold_rows(
 ) -> int:
     """Add the gold rows of every train contract not done yet; returns rows written. ``program`` is the
     ``ContractQA`` whose retrieval picks the passages; ``on_contract`` is called after each contract (progress)."""
-    by_contract: dict[str, list[ClauseQuestion]] = {}
-    for question in train.questions:
-        by_contract.setdefault(question.contract_id, []).append(question)
     return build_per_contract(
         dataset, SOURCE, train.contracts,
-        lambda cid: contract_gold_rows(program, train.contracts[cid], by_contract.get(cid, []), config), on_contract,
+        lambda cid: contract_gold_rows(program, train.contracts[cid], train.questions_for(cid), config), on_contract,
     )

@@ -321,12 +321,9 @@ def build_synthetic_rows(
         raise ValueError("judge_threshold is set but no judge LM was given: pass judge_lm (--judge) or drop the "
                          "threshold")
     kept = KeptQuestions.from_dataset(dataset, config.rouge_threshold)
-    by_contract: dict[str, list[ClauseQuestion]] = defaultdict(list)
-    for question in train.questions:
-        by_contract[question.contract_id].append(question)
     return build_per_contract(
         dataset, SOURCE, train.contracts,
-        lambda cid: contract_synthetic_rows(program, train.contracts[cid], by_contract[cid], teacher_lm, kept, config,
-                                            judge_lm),
+        lambda cid: contract_synthetic_rows(program, train.contracts[cid], train.questions_for(cid), teacher_lm, kept,
+                                            config, judge_lm),
         on_contract,
     )
