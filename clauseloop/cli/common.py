@@ -9,8 +9,19 @@ from typing import Any, Iterator, NoReturn
 import typer
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _Console(Console):
+    """A rich console whose plain messages never wrap when output is not a terminal, so an id or a path in an
+    error stays on one line for ``grep`` and logs; tables and panels still fit the width."""
+
+    def print(self, *objects: Any, soft_wrap: bool | None = None, **kwargs: Any) -> None:
+        if soft_wrap is None and not self.is_terminal and all(isinstance(o, str) for o in objects):
+            soft_wrap = True
+        super().print(*objects, soft_wrap=soft_wrap, **kwargs)
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 DATA_HELP = "CUAD file (CUADv1.json, test.json, train_separate_questions.json, .gz), 'hub:NAME', or omit for the demo."
 
@@ -23,12 +34,13 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Bad input (a malformed file, a missing path, an unknown contract or setting) exits with its message."""
+    """Bad input (a malformed file, a missing path or model, an unknown contract or setting) exits with its message."""
     from clauseloop.data import CuadFormatError
+    from clauseloop.models.store import ModelNotAvailable
 
     try:
         yield
-    except (CuadFormatError, FileNotFoundError, KeyError, ValueError) as error:
+    except (CuadFormatError, FileNotFoundError, KeyError, ValueError, ModelNotAvailable) as error:
         fail(str(error))
 
 

@@ -61,10 +61,14 @@ def evaluate(
 def find_contract(contract: str, data: Optional[str]):
     """A contract from a text file, or by id / unique title fragment from a dataset (the demo by default)."""
     from clauseloop.data import Contract
+    from clauseloop.data.text import NotATextContract, read_contract_file
 
     path = Path(contract)
-    if path.is_file() and path.suffix.lower() in {".txt", ".md"}:
-        return Contract(id=path.stem, title=path.stem, text=path.read_text(encoding="utf-8"))
+    if path.is_file():
+        try:
+            return Contract(id=path.stem, title=path.stem, text=read_contract_file(path))
+        except NotATextContract as error:
+            fail(str(error))
     contracts = load_data_or_fail(data).contracts
     if contract in contracts:
         return contracts[contract]
@@ -104,10 +108,11 @@ def ask(
     target = find_contract(contract, data)
     category = canonical_name(query)
     inputs = {"category": category} if category in CATEGORY_NAMES else {"question": query}
-    with user_errors():  # a damaged saved program says how to rebuild it
+    with user_errors():  # a damaged saved program says how to rebuild it; a missing model, how to get it
         qa = build_program(program, CuadDataset(contracts={target.id: target}, questions=[]), gate=gate)
+        answering = make_lm(lm) if program != "retrieval" else None
     with err_console.status(f"asking {target.title}"):
-        with dspy.context(lm=make_lm(lm) if program != "retrieval" else None):
+        with dspy.context(lm=answering):
             prediction = qa(contract=target, **inputs)
     if as_json:
         print_json({"contract": target.id, **inputs, "spans": [s.to_dict() for s in prediction.spans],

@@ -1,4 +1,4 @@
-"""`clauseloop serve-lm MODEL`: an OpenAI-compatible server over the local batching engine."""
+"""`clauseloop serve`: the review page, API and student in one server; `clauseloop serve-lm MODEL`: the raw LM."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import typer
 
 from clauseloop.cli.common import console, fail
 from clauseloop.engine.config import EngineConfig, ServerConfig, default_of, help_of
+from clauseloop.serve.config import API_KEY_ENV, ServeConfig
 
 
 def serve_lm(
@@ -53,3 +54,37 @@ def serve_lm(
         serve(engine, server_config)
     finally:
         engine.close()
+
+
+def serve(
+    host: str = typer.Option(default_of(ServeConfig, "host"), help=help_of(ServeConfig, "host")),
+    port: int = typer.Option(default_of(ServeConfig, "port"), help=help_of(ServeConfig, "port")),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV, help=help_of(ServeConfig, "api_key")),
+    student: str = typer.Option(default_of(ServeConfig, "student"), help=help_of(ServeConfig, "student")),
+    db: str = typer.Option(default_of(ServeConfig, "db"), help=help_of(ServeConfig, "db")),
+    max_body_bytes: int = typer.Option(
+        default_of(ServeConfig, "max_body_bytes"), min=1024, help=help_of(ServeConfig, "max_body_bytes")
+    ),
+    gate: bool = typer.Option(default_of(ServeConfig, "gate"), help=help_of(ServeConfig, "gate")),
+    openai_api: bool = typer.Option(default_of(ServeConfig, "openai_api"), help=help_of(ServeConfig, "openai_api")),
+    reports_dir: Optional[str] = typer.Option(None, help=help_of(ServeConfig, "reports_dir")),
+) -> None:
+    """Serve the review page at http://HOST:PORT/, the API under /api and the student under /v1."""
+    import uvicorn
+
+    from clauseloop.serve import create_app
+
+    config = ServeConfig(host=host, port=port, api_key=api_key, student=student, db=db,
+                         max_body_bytes=max_body_bytes, gate=gate, openai_api=openai_api, reports_dir=reports_dir)
+    if host not in {"127.0.0.1", "localhost", "::1"} and api_key is None:
+        console.print(f"[yellow]warning:[/] {host} is reachable from other machines and no --api-key is set")
+    try:
+        app = create_app(config)
+    except (OSError, ValueError) as error:
+        fail(f"cannot open the database {db}: {error}")
+    console.print(f"clauseloop: the review page at [bold]http://{host}:{port}/[/], the API at /api, the student "
+                  f"({student}) at /v1; data in {db}", highlight=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        app.state.services.close()

@@ -126,7 +126,11 @@ class AsyncLocalEngineBridge(_Bridge):
 
 
 class LocalLM(dspy.LM):
-    """A local causal LM (model-store name or directory, optional PEFT adapter) behind DSPy's LM interface."""
+    """A local causal LM (model-store name or directory, optional PEFT adapter) behind DSPy's LM interface.
+
+    Fine-tunable through DSPy: the default ``provider`` is :class:`clauseloop.finetune.provider.LocalFinetuneProvider`,
+    so ``dspy.BootstrapFinetune`` trains a LoRA adapter and hands back ``copy(model="BASE+ADAPTER_DIR")``.
+    """
 
     def __init__(
         self,
@@ -145,6 +149,11 @@ class LocalLM(dspy.LM):
         self.adapter = adapter or inline_adapter
         self.engine_config = engine_config or EngineConfig()
         bridge = LocalEngineBridge(base, self.adapter, self.engine_config)
+        if kwargs.get("provider") is None:
+            # imported here: the provider lives in the finetune layer, above the engine
+            from clauseloop.finetune.provider import LocalFinetuneProvider
+
+            kwargs["provider"] = LocalFinetuneProvider()
         super().__init__(
             model=base if not self.adapter else f"{base}+{self.adapter}",
             engine=bridge,
@@ -178,10 +187,40 @@ class LocalLM(dspy.LM):
         return {**kwargs, "metadata": metadata}
 
     def copy(self, **kwargs: Any) -> LocalLM:
-        fixed = sorted({"model", "adapter", "engine_config", "base_model"} & set(kwargs))
-        if fixed:
-            raise ValueError(f"LocalLM.copy cannot change {fixed}: create a new LocalLM for another model or adapter")
-        return super().copy(**kwargs)
+        """A copy with updated settings; ``model``, ``adapter`` or ``engine_config`` give a new ``LocalLM`` over other
+        weights with the same settings (how DSPy's fine-tuning hands back the tuned model).
+
+        ``model="BASE"`` drops the adapter, ``model="BASE+ADAPTER_DIR"`` or ``adapter=DIR`` sets one and
+        ``adapter=None`` drops it. Everything else carries over (temperature, max_tokens, cache, retries, callbacks,
+        provider, launch/train kwargs, other request kwargs) except ``finetuning_model``, which named the old weights.
+        """
+        refused = sorted({"base_model", "engine", "async_engine"} & set(kwargs))
+        if refused:
+            raise ValueError(
+                f"LocalLM.copy cannot change {refused}: the engine follows the weights, so pass model='BASE' or "
+                "model='BASE+ADAPTER_DIR' (or adapter=DIR) instead"
+            )
+        weights = {key: kwargs.pop(key) for key in ("model", "adapter", "engine_config") if key in kwargs}
+        if not weights:
+            return super().copy(**kwargs)
+        rebuilt = self._over_weights(**weights)
+        return rebuilt.copy(**kwargs) if kwargs else rebuilt
+
+    def _over_weights(self, model: str | None = None, engine_config: EngineConfig | None = None,
+                      **adapter: str | None) -> LocalLM:
+        """A new LocalLM like this one over ``model`` and/or ``adapter`` (keyword, so None can mean "no adapter")."""
+        if model is None:
+            base, current = self.base_model, self.adapter
+        else:
+            base, current = split_adapter(model)
+            if adapter.get("adapter") and current and adapter["adapter"] != current:
+                raise ValueError(f"copy got two adapters, {current!r} in model and {adapter['adapter']!r}; pass one")
+        return type(self)(
+            base, adapter=adapter.get("adapter", current), engine_config=engine_config or self.engine_config,
+            cache=self.cache, num_retries=self.num_retries, model_type=self.model_type,
+            callbacks=list(self.callbacks), provider=self.provider, launch_kwargs=dict(self.launch_kwargs),
+            train_kwargs=dict(self.train_kwargs), use_developer_role=self.use_developer_role, **self.kwargs,
+        )
 
     def close(self) -> None:
         """Stop the shared engine's batching worker (it restarts on the next call); the model stays loaded."""

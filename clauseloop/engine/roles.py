@@ -2,7 +2,8 @@
 
 A model string is one of
 
-* a model-store name (``smollm2-135m-instruct``) or a local model directory, optionally ``+ADAPTER_DIR``
+* a model-store name (``smollm2-135m-instruct``, ``clauseloop-student`` = SmolLM2 + the shipped distilled adapter,
+  ``base`` = the untrained SmolLM2) or a local model directory, optionally ``+ADAPTER_DIR``
   (``runs/distill/merged`` or ``smollm2-135m-instruct+runs/distill/adapter``) → ``LocalLM`` in this process;
 * any LiteLLM string (``openai/gpt-4o-mini``, ``bedrock/…``, ``hosted_vllm/…``, ``ollama_chat/…``, or
   ``openai/NAME`` with ``api_base`` pointing at ``clauseloop serve-lm``) → ``dspy.LM``;
@@ -10,7 +11,7 @@ A model string is one of
 * a role name (``judge``) → that role's LM as configured below.
 
 Roles come from, later winning: the defaults (every role local, so everything runs offline), a TOML/JSON file
-(``--roles FILE`` or ``$CLAUSELOOP_ROLES``), environment variables (``CLAUSELOOP_TEACHER``,
+(``$CLAUSELOOP_ROLES``, or ``load_roles(path)`` from Python), environment variables (``CLAUSELOOP_TEACHER``,
 ``CLAUSELOOP_TEACHER_API_BASE``, … for each role), and CLI flags (``--teacher``, ``--student``, ``--judge``).
 A file looks like::
 
@@ -32,7 +33,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from clauseloop.models import NAMED_MODELS, SMOLLM2
+from clauseloop.models import NAMED_MODELS, SMOLLM2, STUDENT
+from clauseloop.models.store import BASE_ALIAS
 
 ROLES = ("teacher", "student", "judge")
 LOCAL_PREFIX = "local:"
@@ -56,10 +58,12 @@ class RoleConfig:
 
 @dataclass(frozen=True)
 class RolesConfig:
-    """The LMs of the loop. Defaults: every role is the local SmolLM2, so the whole loop runs offline."""
+    """The LMs of the loop. Defaults are local, so the whole loop runs offline: the student is SmolLM2 with the
+    shipped distilled adapter (``clauseloop-student``; ``base`` is the untrained SmolLM2), teacher and judge are
+    SmolLM2 itself (no stronger instruct model ships offline: point them at a real one for real use)."""
 
     teacher: RoleConfig = field(default_factory=RoleConfig)
-    student: RoleConfig = field(default_factory=RoleConfig)
+    student: RoleConfig = field(default_factory=lambda: RoleConfig(model=STUDENT))
     judge: RoleConfig = field(default_factory=RoleConfig)
 
     def role(self, name: str) -> RoleConfig:
@@ -78,7 +82,7 @@ class RolesConfig:
 def is_local_model(model: str) -> bool:
     """True for what the local engine serves: ``local:…``, model-store names and existing directories."""
     base = model.split("+", 1)[0]
-    if model.startswith(LOCAL_PREFIX) or base in NAMED_MODELS:
+    if model.startswith(LOCAL_PREFIX) or base in NAMED_MODELS or base == BASE_ALIAS:
         return True
     return base.startswith((".", "/", "~")) or Path(base).expanduser().is_dir()
 

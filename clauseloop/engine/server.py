@@ -1,10 +1,11 @@
-"""An OpenAI-compatible server over a ``LocalEngine``: ``/v1/chat/completions`` and ``/v1/models``.
+"""An OpenAI-compatible server over a ``LocalEngine``: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``.
 
 Concurrent HTTP requests land in the same batching queue as in-process ``LocalLM`` calls, so clients that speak
 the OpenAI API — ``dspy.LM("openai/NAME", api_base="http://127.0.0.1:PORT/v1", api_key="...")``, LiteLLM, the
 openai SDK — get batched generation from a local model. Bad requests get a 4xx with an OpenAI-shaped error
 (``{"error": {"message", "type", "param", "code"}}``) whose message says the fix; the server keeps serving.
-Streaming is not supported (the engine decodes whole batches): send ``stream: false``.
+``stream: true`` answers with server-sent events in OpenAI's chunk format; the engine decodes whole results, so
+each choice arrives as one content chunk (see :mod:`clauseloop.engine.completions`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from clauseloop.engine.batcher import LocalEngine
+from clauseloop.engine.completions import (
+    SSE_MEDIA_TYPE,
+    CompletionRequest,
+    chat_stream,
+    completion_requests,
+    gather,
+    text_completion_body,
+    text_stream,
+)
 from clauseloop.engine.config import ServerConfig
 from clauseloop.engine.model import text_messages
 from clauseloop.engine.requests import GenerationRequest, GenerationResult, RequestError
@@ -57,6 +67,7 @@ class ChatCompletionRequest(BaseModel):
     stream: bool | None = None
     tools: list[dict[str, Any]] | None = None
     response_format: dict[str, Any] | None = None
+    stream_options: dict[str, Any] | None = None
 
 
 def default_served_name(model: str, adapter: str | None = None) -> str:
@@ -83,15 +94,34 @@ def create_app(engine: LocalEngine, config: ServerConfig | None = None) -> FastA
         authorize(request)
         return {"object": "list", "data": [{"id": served_name, "object": "model", "owned_by": "clauseloop"}]}
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest, request: Request) -> dict:
+    def check_model(model: str) -> None:
+        if model not in {served_name, engine.name}:
+            raise ApiError(404, f"model {model!r} is not served here; use {served_name!r}", code="model_not_found")
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> dict | StreamingResponse:
         authorize(request)
-        if body.model not in {served_name, engine.name}:
-            raise ApiError(404, f"model {body.model!r} is not served here; use {served_name!r}", code="model_not_found")
+        check_model(body.model)
         generations = await asyncio.to_thread(generation_requests, engine, body)
-        futures = [engine.submit(generation) for generation in generations]
-        results = await asyncio.gather(*(asyncio.wrap_future(future) for future in futures))
-        return completion_body(served_name, results, engine.loaded.fingerprint)
+        pending = gather([engine.submit(generation) for generation in generations])
+        if body.stream:
+            usage = bool((body.stream_options or {}).get("include_usage"))
+            events = chat_stream(served_name, engine.loaded.fingerprint, len(generations), pending, _logprobs_body,
+                                 usage)
+            return StreamingResponse(events, media_type=SSE_MEDIA_TYPE)
+        return completion_body(served_name, await pending, engine.loaded.fingerprint)
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(body: CompletionRequest, request: Request) -> dict | StreamingResponse:
+        authorize(request)
+        check_model(body.model)
+        generations = await asyncio.to_thread(completion_requests, engine, body)
+        pending = gather([engine.submit(generation) for generation in generations])
+        if body.stream:
+            usage = bool((body.stream_options or {}).get("include_usage"))
+            events = text_stream(served_name, engine.loaded.fingerprint, body.n, pending, usage)
+            return StreamingResponse(events, media_type=SSE_MEDIA_TYPE)
+        return text_completion_body(served_name, await pending, engine.loaded.fingerprint, body.n)
 
     return app
 
@@ -127,8 +157,6 @@ def _with_seed(request: GenerationRequest, seed: int) -> GenerationRequest:
 def _refuse_unsupported(body: ChatCompletionRequest) -> None:
     if not body.messages:
         raise RequestError("messages is empty; send at least one message", param="messages")
-    if body.stream:
-        raise RequestError("streaming is not supported by this server; send stream=false", param="stream")
     if body.tools:
         raise RequestError("this local model does not call tools; drop `tools`", param="tools")
     if body.response_format and body.response_format.get("type") == "json_schema":

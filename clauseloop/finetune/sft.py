@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from clauseloop.finetune.sft_data import fitting_rows, read_training_rows, training_dataset
+from clauseloop.finetune.sft_data import prepare_training_rows, training_dataset
 from clauseloop.models import SMOLLM2, prepare
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,9 @@ class SFTRunConfig:
     # 2 threads 31-49 s/step, 25-40 tokens/s. Two threads contend with each other and with every other process.
     threads: int = field(default=1, metadata=_help("torch threads for training (1 measured fastest on 2 cores)."))
     resume: bool = field(default=False, metadata=_help("Continue from the newest checkpoint in OUT/checkpoints."))
+    # Against forgetting: general prompts answered by the base model itself (clauseloop.finetune.replay).
+    replay: float = field(default=0.2, metadata=_help("General replay rows per domain row (0.2 = one per five; "
+                                                      "0 turns replay off)."))
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "learning_rate": self.learning_rate, "batch_size": self.batch_size,
@@ -86,6 +89,8 @@ class SFTRunConfig:
                 raise ValueError(f"{name} must be > 0, got {value}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.replay < 0:
+            raise ValueError(f"replay must be >= 0 (a share of the domain rows), got {self.replay}")
         if "lm_head" in self.target_modules:
             raise ValueError("lm_head cannot take a LoRA (it is tied to the embeddings); remove it from target_modules")
 
@@ -211,6 +216,23 @@ def _trainer_arguments(config: SFTRunConfig, checkpoints: Path):
     )
 
 
+def _replay_rows(domain_rows: int, config: SFTRunConfig) -> list[dict[str, Any]]:
+    """``config.replay`` general rows per domain row: general prompts with the base model's own answers."""
+    from clauseloop.finetune.replay import replay_count, replay_rows
+
+    return replay_rows(replay_count(domain_rows, config.replay), config.base_model, seed=config.seed)
+
+
+def _prepare_rows(config: SFTRunConfig, tokenizer, out: Path):
+    """Stream the dataset into ``OUT/train-rows.jsonl`` (the rows that fit), then add the replay rows."""
+    rows_file = out / "train-rows.jsonl"
+    prepared = prepare_training_rows(config.data, tokenizer, config.max_length, rows_file)
+    replay = _replay_rows(prepared.summary["rows_trained"], config)
+    with rows_file.open("a") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in replay)
+    return prepared, {**prepared.summary, "replay_rows": len(replay)}
+
+
 def train_sft(config: SFTRunConfig, *, callbacks: Sequence[Any] = ()) -> SFTResult:
     """Train (or resume, or continue) a LoRA adapter and write ``config.out/adapter`` atomically.
 
@@ -220,31 +242,35 @@ def train_sft(config: SFTRunConfig, *, callbacks: Sequence[Any] = ()) -> SFTResu
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
-    from clauseloop.finetune.sft_output import TrainingProgress, adapter_manifest, write_adapter
+    from clauseloop.finetune.sft_output import (
+        TrainingProgress,
+        adapter_manifest,
+        write_adapter,
+    )
 
     if not config.data or not config.out:
         raise ValueError("give both the dataset file (--data) and the run directory (--out)")
-    training = read_training_rows(config.data)
     out = Path(config.out).expanduser()
     checkpoints = out / "checkpoints"
     resume_from = _checkpoint_to_resume(checkpoints, config.resume)
-    _record_run_start(out, training.fingerprint(), resuming=resume_from is not None)
     with _training_environment(config.threads):
         base_path = prepare(config.base_model).path
         tokenizer = AutoTokenizer.from_pretrained(base_path)
-        rows, data_summary = fitting_rows(training, tokenizer, config.max_length)
+        prepared, data_summary = _prepare_rows(config, tokenizer, out)
+        _record_run_start(out, prepared.fingerprint, resuming=resume_from is not None)
         model, lora = _trainable_model(base_path, config)
         progress = TrainingProgress()
         trainer = SFTTrainer(
-            model=model, args=_trainer_arguments(config, checkpoints), train_dataset=training_dataset(rows),
-            processing_class=tokenizer, peft_config=lora, callbacks=[progress, *callbacks],
+            model=model, args=_trainer_arguments(config, checkpoints),
+            train_dataset=training_dataset(prepared.file, out / "arrow"), processing_class=tokenizer,
+            peft_config=lora, callbacks=[progress, *callbacks],
         )
         if resume_from:
             logger.info("resuming from %s", resume_from)
         output = trainer.train(resume_from_checkpoint=resume_from)
         metrics = progress.summary(trainer.state, output.training_loss)
         manifest = adapter_manifest(
-            config=asdict(config), base_path=base_path, dataset={**training.fingerprint(), **data_summary},
+            config=asdict(config), base_path=base_path, dataset={**prepared.fingerprint, **data_summary},
             metrics=metrics,
         )
         adapter_dir = write_adapter(trainer.model, out / "adapter", manifest, base_name=config.base_model)

@@ -148,18 +148,24 @@ def write_adapter(model, target: Path, manifest: dict[str, Any], *, base_name: s
         _save_adapter_files(model, building, base_name)
         (building / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         (building / MANIFEST).chmod(0o644)
-        building.chmod(0o755)
-        if target.exists():
-            # a directory cannot be replaced by rename while it has files: move the old one aside first
-            previous = target.with_name(f".{target.name}.previous-{os.getpid()}")
-            os.replace(target, previous)
-            os.replace(building, target)
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
-            os.replace(building, target)
+        install_directory(building, target)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return target
+
+
+def install_directory(building: Path, target: Path) -> None:
+    """Rename the finished ``building`` directory to ``target``, replacing an older one without a moment in which
+    a reader could see a mix of both."""
+    building.chmod(0o755)
+    if target.exists():
+        # a directory cannot be replaced by rename while it has files: move the old one aside first
+        previous = target.with_name(f".{target.name}.previous-{os.getpid()}")
+        os.replace(target, previous)
+        os.replace(building, target)
+        shutil.rmtree(previous, ignore_errors=True)
+    else:
+        os.replace(building, target)
 
 
 def read_manifest(adapter_dir: str | Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from clauseloop.models.store import (
     MINILM,
     NAMED_MODELS,
     SMOLLM2,
+    STUDENT,
     ModelNotAvailable,
     PreparedModel,
     cache_root,
@@ -12,6 +13,6 @@ from clauseloop.models.store import (
 )
 
 __all__ = [
-    "MINILM", "NAMED_MODELS", "SMOLLM2", "ModelNotAvailable", "PreparedModel", "cache_root", "prepare",
+    "MINILM", "NAMED_MODELS", "SMOLLM2", "STUDENT", "ModelNotAvailable", "PreparedModel", "cache_root", "prepare",
     "generate_text", "load_causal_lm", "load_embedder", "split_adapter",
 ]

