@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# The promoted model in a developer's own registry must not change what `clauseloop-student` means in tests.
+os.environ["CLAUSELOOP_REGISTRY"] = tempfile.mkdtemp(prefix="clauseloop-test-registry-")
 
 SHARED_CUAD = Path(__file__).resolve().parents[1].parent / "shared" / "cuad" / "cuad-460.json.gz"
 

@@ -13,6 +13,7 @@ from clauseloop.cli import data as data_commands
 from clauseloop.cli import feedback as feedback_commands
 from clauseloop.cli import finetune as finetune_commands
 from clauseloop.cli import index as index_commands
+from clauseloop.cli import loop as loop_command
 from clauseloop.cli import models as model_commands
 from clauseloop.cli import optimize as optimize_command
 from clauseloop.cli import program as program_commands
@@ -32,6 +33,7 @@ app.add_typer(index_commands.app, name="index")
 app.add_typer(finetune_commands.app, name="finetune")
 app.add_typer(feedback_commands.app, name="feedback")
 app.command("run")(run_command.run)
+app.command("loop")(loop_command.loop)
 app.command("evaluate")(program_commands.evaluate)
 app.command("ask")(program_commands.ask)
 app.command("optimize")(optimize_command.optimize)

@@ -1,4 +1,4 @@
-"""`clauseloop models ...`: list, prepare and try the local models."""
+"""`clauseloop models ...`: list, prepare and try the local models; promote or roll back student versions."""
 
 from __future__ import annotations
 
@@ -29,6 +29,63 @@ def list_models() -> None:
         table.add_row(info.name, info.kind, installed, f"{info.description}; pip package {info.package}")
     console.print(table)
     console.print(f"cache: {cache_root()}  (set CLAUSELOOP_CACHE to move it); any local directory or hub id also works")
+    _print_registry()
+
+
+def _open_registry():
+    from clauseloop.models.registry import Registry, RegistryError
+
+    try:
+        return Registry()
+    except RegistryError as error:
+        fail(str(error))
+
+
+def _number(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
+
+
+def _print_registry() -> None:
+    """The student versions the loop made; the promoted one is what `clauseloop-student` runs."""
+    registry = _open_registry()
+    if not registry.versions:
+        console.print(f"student versions: none in {registry.file}; `clauseloop-student` is the shipped adapter")
+        return
+    table = Table(title=f"student versions ({registry.file})")
+    for column in ("id", "status", "parent", "AUPR", "F1", "retention drop"):
+        table.add_column(column, no_wrap=True)
+    for version in registry.versions:
+        numbers = [_number(version.metrics.get(key)) for key in ("aupr", "f1", "retention_drop")]
+        table.add_row(version.id, version.status, version.parent or "shipped", *numbers)
+    console.print(table)
+    for version in registry.versions:  # paths on lines of their own: a table would cut them
+        console.print(f"{version.id}: {version.model}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def promote(version: str = typer.Argument(..., help="A version id from `clauseloop models list` (v1, v2 …).")) -> None:
+    """Make a registry version the student (`clauseloop-student`) by hand, bypassing the gate."""
+    from clauseloop.models.registry import RegistryError
+
+    registry = _open_registry()
+    try:
+        promoted = registry.promote(version, {"promote": True, "reasons": ["promoted by hand"], "evidence": {}})
+    except RegistryError as error:
+        fail(str(error))
+    console.print(f"{promoted.id} is now the student: {promoted.model}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def rollback() -> None:
+    """Demote the promoted version; the one it replaced (or the shipped adapter) becomes the student again."""
+    from clauseloop.models.registry import RegistryError
+
+    registry = _open_registry()
+    try:
+        previous = registry.rollback()
+    except RegistryError as error:
+        fail(str(error))
+    console.print(f"rolled back; the student is now {previous.id if previous else 'the shipped adapter'}")
 
 
 @app.command()

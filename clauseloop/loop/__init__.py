@@ -1,4 +1,4 @@
-"""The main job: the loop that loads data, prepares models, runs the program, and (later) optimizes and distills."""
+"""The main job and the continuous loop: fingerprinted stages, incremental re-runs, the promotion gate."""
 
 from clauseloop.loop.run import RunConfig, run_main_job
 

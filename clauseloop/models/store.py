@@ -61,11 +61,17 @@ NAMED_MODELS: dict[str, ModelInfo] = {
 
 
 def resolve_alias(spec: str) -> tuple[str, str | None]:
-    """``clauseloop-student`` → (SmolLM2, the shipped adapter directory); ``base`` → (SmolLM2, None); else None."""
+    """``clauseloop-student`` → the registry's promoted version, else (SmolLM2, the shipped adapter directory);
+    ``base`` → (SmolLM2, None); anything else → (spec, None)."""
+    from clauseloop.models.registry import promoted_model
+
     if spec == BASE_ALIAS:
         return SMOLLM2, None
     if spec != STUDENT:
         return spec, None
+    promoted = promoted_model()
+    if promoted is not None:
+        return promoted
     if not (SHIPPED_STUDENT_DIR / "adapter_model.safetensors").is_file():
         raise ModelNotAvailable(
             f"{STUDENT}: no adapter in {SHIPPED_STUDENT_DIR}; reinstall clauseloop, or use the untrained model "

@@ -37,6 +37,7 @@ class EvalConfig:
     data: str | None = None  # CUAD file; None: the demo contracts
     split: str = "dev"  # dev | test | train | all
     limit: int | None = None  # at most this many questions, stratified by category
+    question_ids: tuple[str, ...] | None = None  # exactly these questions (a fixed set); split and limit then ignored
     lm: str = "student"  # a role name (student/teacher/judge) or a model string
     judge: str | None = None  # judge LM (role or model string); None: no judge
     export_nbest: str | None = None  # also write the official nbest_predictions JSON here
@@ -151,12 +152,24 @@ def lm_usage(lm: Any) -> dict:
             "completion_tokens": sum(u.get("completion_tokens") or 0 for u in entries)}
 
 
+def select_questions(dataset: CuadDataset, config: EvalConfig) -> list[ClauseQuestion]:
+    """``config.question_ids`` in that order when given (all must exist), else the stratified sample of the split."""
+    if config.question_ids is None:
+        return stratified_questions(split_of(dataset, config.split).questions, config.limit, config.seed)
+    by_id = {question.id: question for question in dataset.questions}
+    missing = [qid for qid in config.question_ids if qid not in by_id]
+    if missing:
+        raise ValueError(f"{len(missing)} question id(s) are not in {dataset.source} (e.g. {missing[0]!r}); "
+                         "evaluate on the data the ids came from")
+    return [by_id[qid] for qid in config.question_ids]
+
+
 def evaluate(config: EvalConfig) -> dict:
     """Run, score and write the report; returns it (JSON-able)."""
     from clauseloop.program.report import write_report
 
     dataset = load_cuad(config.data)
-    questions = stratified_questions(split_of(dataset, config.split).questions, config.limit, config.seed)
+    questions = select_questions(dataset, config)
     if not questions:
         raise ValueError(f"split {config.split!r} of {dataset.source} has no questions; try --split all")
     program = build_program(config.program, dataset, gate=config.gate)

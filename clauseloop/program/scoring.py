@@ -211,7 +211,7 @@ def _summary_row(score: QuestionScore) -> list:
     return [score.f1, 1, not answerable, not answerable and score.abstained, answerable, answerable and score.abstained]
 
 
-def _summary_metrics(row: np.ndarray) -> dict[str, float]:
+def summary_metrics(row: np.ndarray) -> dict[str, float]:
     ratio = lambda a, b: float(a / b) if b else math.nan  # noqa: E731
     return {"f1": ratio(row[0], row[1]), "no_answer_accuracy": ratio(row[3], row[2]), "laziness": ratio(row[5], row[4])}
 
@@ -255,7 +255,7 @@ def bootstrap_ci(counts: np.ndarray, rows: np.ndarray, config: ScoringConfig) ->
     for _ in range(config.bootstrap_draws):
         weights = np.bincount(rng.integers(0, n_contracts, n_contracts), minlength=n_contracts)
         draw = curve_metrics((weights @ flat_counts).reshape(3, -1))
-        draw.update(_summary_metrics(weights @ rows))
+        draw.update(summary_metrics(weights @ rows))
         for name, value in draw.items():
             samples.setdefault(name, []).append(value)
     tail = 100 * (1 - config.confidence_level) / 2
