@@ -36,11 +36,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def user_errors() -> Iterator[None]:
     """Bad input (a malformed file, a missing path or model, an unknown contract or setting) exits with its message."""
     from clauseloop.data import CuadFormatError
+    from clauseloop.loop.runner import LoopLocked
+    from clauseloop.models.registry import RegistryError
     from clauseloop.models.store import ModelNotAvailable
 
     try:
         yield
-    except (CuadFormatError, FileNotFoundError, KeyError, ValueError, ModelNotAvailable) as error:
+    except (CuadFormatError, FileNotFoundError, KeyError, ValueError, ModelNotAvailable, LoopLocked,
+            RegistryError) as error:
         fail(str(error))
 
 

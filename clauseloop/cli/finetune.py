@@ -106,9 +106,11 @@ def sft_command(
     ),
     resume: bool = typer.Option(False, "--resume", help=help_of(SFTRunConfig, "resume")),
     replay: float = typer.Option(default_of(SFTRunConfig, "replay"), "--replay", help=help_of(SFTRunConfig, "replay")),
+    device: str = typer.Option(default_of(SFTRunConfig, "device"), "--device", help=help_of(SFTRunConfig, "device")),
     as_json: bool = typer.Option(False, "--json", help="Print the adapter manifest JSON."),
 ) -> None:
-    """Train a LoRA adapter for the local student on an SFT dataset (CPU; checkpointed, resumable)."""
+    """Train a LoRA adapter for the local student on an SFT dataset (checkpointed, resumable; on GPUs with
+    `accelerate launch $(which clauseloop) finetune sft ...`)."""
     import contextlib
     import sys
 
@@ -116,7 +118,7 @@ def sft_command(
 
     with user_errors():
         config = SFTRunConfig(data=data, out=out, from_adapter=from_adapter, max_steps=max_steps, epochs=epochs,
-                              learning_rate=lr, resume=resume, replay=replay)
+                              learning_rate=lr, resume=resume, replay=replay, device=device)
         # the trainer prints its per-step log lines to stdout: keep stdout for the result (and --json clean)
         with contextlib.redirect_stdout(sys.stderr):
             result = train_sft(config)
@@ -277,9 +279,11 @@ def dpo_command(
     max_length: int = typer.Option(default_of(DPORunConfig, "max_length"), "--max-length",
                                    help=help_of(DPORunConfig, "max_length")),
     resume: bool = typer.Option(False, "--resume", help=help_of(DPORunConfig, "resume")),
+    device: str = typer.Option(default_of(DPORunConfig, "device"), "--device", help=help_of(DPORunConfig, "device")),
     as_json: bool = typer.Option(False, "--json", help="Print the adapter manifest JSON."),
 ) -> None:
-    """Align the student's adapter with DPO on preference pairs (CPU; reference = the SFT adapter; resumable)."""
+    """Align the student's adapter with DPO on preference pairs (reference = the SFT adapter; resumable; on GPUs
+    with `accelerate launch $(which clauseloop) finetune dpo ...`)."""
     import contextlib
     import sys
 
@@ -288,7 +292,7 @@ def dpo_command(
     with user_errors():
         config = DPORunConfig(pairs=pairs, out=out, from_adapter=from_adapter, from_base=from_base, loss=loss,
                               beta=beta, max_steps=max_steps, epochs=epochs, learning_rate=lr, max_length=max_length,
-                              resume=resume)
+                              resume=resume, device=device)
         # the trainer prints its per-step log lines to stdout: keep stdout for the result (and --json clean)
         with contextlib.redirect_stdout(sys.stderr):
             result = train_dpo(config)

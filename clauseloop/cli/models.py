@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from clauseloop.cli.common import console, err_console, fail
+from clauseloop.cli.common import console, err_console, fail, user_errors
 
 app = typer.Typer(help="The offline model store.", no_args_is_help=True)
 
@@ -33,12 +33,10 @@ def list_models() -> None:
 
 
 def _open_registry():
-    from clauseloop.models.registry import Registry, RegistryError
+    from clauseloop.models.registry import Registry
 
-    try:
+    with user_errors():
         return Registry()
-    except RegistryError as error:
-        fail(str(error))
 
 
 def _number(value) -> str:
@@ -65,26 +63,18 @@ def _print_registry() -> None:
 @app.command()
 def promote(version: str = typer.Argument(..., help="A version id from `clauseloop models list` (v1, v2 …).")) -> None:
     """Make a registry version the student (`clauseloop-student`) by hand, bypassing the gate."""
-    from clauseloop.models.registry import RegistryError
-
     registry = _open_registry()
-    try:
+    with user_errors():
         promoted = registry.promote(version, {"promote": True, "reasons": ["promoted by hand"], "evidence": {}})
-    except RegistryError as error:
-        fail(str(error))
     console.print(f"{promoted.id} is now the student: {promoted.model}", highlight=False, soft_wrap=True)
 
 
 @app.command()
 def rollback() -> None:
     """Demote the promoted version; the one it replaced (or the shipped adapter) becomes the student again."""
-    from clauseloop.models.registry import RegistryError
-
     registry = _open_registry()
-    try:
+    with user_errors():
         previous = registry.rollback()
-    except RegistryError as error:
-        fail(str(error))
     console.print(f"rolled back; the student is now {previous.id if previous else 'the shipped adapter'}")
 
 

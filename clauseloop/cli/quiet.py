@@ -2,7 +2,8 @@
 
 Without ``--verbose`` the command line hides what the libraries print on every run and the user cannot act on:
 transformers' progress bars ("Loading weights", "Writing model shards") and its ``past_key_values`` deprecation
-(a FutureWarning and a log line), Hugging Face Hub download bars, and DSPy's "LM response was truncated" on every
+(a FutureWarning and a log line), PEFT's use of the deprecated ``is_gradient_checkpointing``, Hugging Face Hub
+download bars, and DSPy's "LM response was truncated" on every
 answer capped at ``max_tokens`` (the cap is deliberate: a clause is short). Errors still show.
 """
 
@@ -12,14 +13,18 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 
 # environment read by the libraries at import: set for a command's process, so they start quiet
-QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 # loggers whose warnings are noise on the command line
 QUIET_LOGGERS = ("dspy.clients.lm", "transformers", "huggingface_hub")
 NOISY_WARNINGS = (
     (FutureWarning, r".*past_key_values.*"),
+    (FutureWarning, r".*is_gradient_checkpointing.*"),  # PEFT reads the deprecated property on every wrap
     (UserWarning, r".*past_key_values.*"),
 )
 
@@ -84,3 +89,19 @@ def _switch_bars(enabled: bool) -> None:
         from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
         (enable_progress_bars if enabled else disable_progress_bars)()
+    if "datasets" in sys.modules:  # "Tokenizing train dataset" bars of every SFT run
+        from datasets.utils import logging as datasets_logging
+
+        (datasets_logging.enable_progress_bar if enabled else datasets_logging.disable_progress_bar)()
+
+
+@contextmanager
+def library_stdout() -> Iterator[None]:
+    """What libraries print to stdout inside a command whose stdout is its result (the trainer's per-step log
+    dictionaries): on stderr with ``--verbose``, nowhere without."""
+    if not _applied.bars:  # verbose: nothing was silenced
+        with redirect_stdout(sys.stderr):
+            yield
+        return
+    with open(os.devnull, "w") as sink, redirect_stdout(sink):
+        yield

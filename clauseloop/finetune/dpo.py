@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from clauseloop.finetune.dpo_data import prepare_preference_rows
-from clauseloop.finetune.sft import ATTENTION_AND_MLP
+from clauseloop.finetune.sft import ATTENTION_AND_MLP, device_flags
 from clauseloop.models import SMOLLM2, prepare
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ class DPORunConfig:
     save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept (the oldest are deleted)."))
     # as for SFT: on two cores one torch thread was measured fastest (two contend with each other and the machine)
     threads: int = field(default=1, metadata=_help("torch threads for training (1 measured fastest on 2 cores)."))
+    device: str = field(default="auto", metadata=_help("auto (a GPU when torch sees one, as under `accelerate "
+                                                       "launch`), cpu, or cuda."))
     resume: bool = field(default=False, metadata=_help("Continue from the newest checkpoint in OUT/checkpoints."))
 
     def __post_init__(self) -> None:
@@ -127,7 +129,7 @@ def _trainer_arguments(config: DPORunConfig, checkpoints: Path):
 
     return DPOConfig(
         output_dir=str(checkpoints),
-        use_cpu=True, bf16=False, fp16=False, padding_free=False,
+        **device_flags(config.device), padding_free=False,
         gradient_checkpointing=False, activation_checkpointing=False,
         max_length=config.max_length,
         loss_type=[config.loss], beta=config.beta, label_smoothing=config.smoothing,

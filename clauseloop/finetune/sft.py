@@ -36,6 +36,9 @@ def _help(text: str) -> dict:
     return {"help": text}
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
 @dataclass(frozen=True)
 class SFTRunConfig:
     """One SFT run: data, output, LoRA shape and optimisation (the CLI reads its defaults and help from here)."""
@@ -75,6 +78,8 @@ class SFTRunConfig:
     # s/step, 32 tokens/s. Interleaved A/B, batch 2 x 1, 4 steps each: 1 thread 16-17 s/step, 73-76 tokens/s;
     # 2 threads 31-49 s/step, 25-40 tokens/s. Two threads contend with each other and with every other process.
     threads: int = field(default=1, metadata=_help("torch threads for training (1 measured fastest on 2 cores)."))
+    device: str = field(default="auto", metadata=_help("auto (a GPU when torch sees one, as under `accelerate "
+                                                       "launch`), cpu, or cuda."))
     resume: bool = field(default=False, metadata=_help("Continue from the newest checkpoint in OUT/checkpoints."))
     # Against forgetting: general prompts answered by the base model itself (clauseloop.finetune.replay).
     replay: float = field(default=0.2, metadata=_help("General replay rows per domain row (0.2 = one per five; "
@@ -196,12 +201,24 @@ def _trainable_model(base_path: str, config: SFTRunConfig):
     return base, lora
 
 
+def device_flags(device: str) -> dict[str, bool]:
+    """Trainer flags for ``device``: fp32 on the CPU (no bf16 on this class of CPU), bf16 on a GPU that has it.
+    Under ``accelerate launch`` each process sees its own GPU, and the trainer spreads the batches over them."""
+    import torch
+
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    bf16 = cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return {"use_cpu": not cuda, "bf16": bf16, "fp16": False}
+
+
 def _trainer_arguments(config: SFTRunConfig, checkpoints: Path):
     from trl import SFTConfig
 
     return SFTConfig(
         output_dir=str(checkpoints),
-        use_cpu=True, bf16=False, fp16=False, packing=False,
+        **device_flags(config.device), packing=False,
         # activation_checkpointing is transformers 5's name for gradient_checkpointing (TRL defaults the old one on)
         gradient_checkpointing=False, activation_checkpointing=False,
         max_length=config.max_length,

@@ -2,8 +2,11 @@
 
 It loads the contracts (the demo set unless told otherwise), prepares the local models, reviews one contract for
 all 41 categories with the QA program on the student, and evaluates the program and the retrieval-only baseline
-on the contracts with CUAD's official metric, writing each report under ``out_dir``. Later stages (optimization,
-distillation, alignment) are added here as they land.
+on the contracts with CUAD's official metric, writing each report under ``out_dir``. Then it runs the loop
+(:mod:`clauseloop.loop.pipeline`) twice with small budgets: on the contracts minus the last ``arriving`` train
+contracts, then again once those "arrive" — the second run re-indexes and builds SFT rows for the new contracts only,
+tunes the student incrementally and shows the gate's decision. Its registry is ``out_dir/registry``, so the demo
+never changes which model `clauseloop-student` means elsewhere.
 """
 
 from __future__ import annotations
@@ -32,6 +35,13 @@ class RunConfig:
     programs: tuple[str, ...] = ("retrieval", "zero-shot")
     out_dir: str = "runs/main"
     progress: bool = True
+    loop: bool = True  # run the loop twice, before and after contracts arrive
+    arriving: int = 2  # train contracts held back from the first loop run
+    loop_sft_steps: int = 4
+    loop_dpo_steps: int = 2
+    feedback_records: int = 3  # reviewer feedback that arrives with the new contracts
+    loop_eval_limit: int = 41
+    loop_retention_limit: int = 20
 
 
 def pick_contract(dataset: CuadDataset, contract_id: str | None) -> Contract:
@@ -89,8 +99,8 @@ def evaluate_programs(config: RunConfig) -> dict:
     return results
 
 
-def run_main_job(config: RunConfig = RunConfig()) -> dict:
-    """Run the job and return a JSON-able report (the CLI prints it)."""
+def run_main_job(config: RunConfig = RunConfig(), on_stage=None) -> dict:
+    """Run the job and return a JSON-able report (the CLI prints it); ``on_stage`` sees each loop stage finish."""
     started = time.perf_counter()
     dataset = load_cuad(config.data)
     prepared = {name: asdict(prepare(name)) for name in (SMOLLM2, MINILM)}
@@ -98,11 +108,75 @@ def run_main_job(config: RunConfig = RunConfig()) -> dict:
     logger.info("reviewing %s (%d characters) for all categories", contract.id, len(contract.text))
     review = review_contract(contract, config.student)
     logger.info("evaluating %s", ", ".join(config.programs))
-    return {
+    report = {
         "config": asdict(config),
         "stats": dataset_stats(dataset),
         "models": prepared,
         "review": review,
         "evaluation": evaluate_programs(config),
-        "seconds": round(time.perf_counter() - started, 1),
     }
+    if config.loop:
+        report["loop"] = run_demo_loop(config, dataset, review, on_stage)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def data_without(source: str | Path, titles: set[str], target: Path) -> Path:
+    """A copy of a CUADv1.json(.gz) file without the contracts titled ``titles``: the data before they arrive."""
+    import gzip
+    import json
+
+    from clauseloop.data.atomic import write_json_atomic
+
+    opener = gzip.open if str(source).endswith(".gz") else open
+    with opener(source, "rt", encoding="utf-8") as handle:
+        doc = json.load(handle)
+    doc["data"] = [entry for entry in doc["data"] if entry.get("title") not in titles]
+    return write_json_atomic(target, doc, indent=None)
+
+
+def reviewer_feedback(review: dict, dataset: CuadDataset, database: Path, limit: int) -> Path:
+    """Stand in for a reviewer of ``review``: a thumbs-down with CUAD's gold clause as the correction on the first
+    ``limit`` categories where the student quoted something that is not the gold clause."""
+    from clauseloop.feedback.records import contract_hash
+    from clauseloop.feedback.store import FeedbackStore
+
+    contract = dataset.contracts[review["contract"]]
+    gold = {q.category: [a.text for a in q.answers] for q in dataset.questions if q.contract_id == contract.id}
+    with FeedbackStore(database) as store:
+        if store.count():  # written by an earlier run of the job: the same reviewer, the same records
+            return database
+        for category, spans in sorted(review["spans"].items()):
+            if store.count() >= limit or not gold.get(category) or {s["text"] for s in spans} & set(gold[category]):
+                continue
+            store.add({"contract_hash": contract_hash(contract.text), "vote": "down", "category": category,
+                       "spans": [{"text": s["text"], "start": s["start"], "end": s["end"]} for s in spans],
+                       "corrected_spans": [{"text": text} for text in gold[category]], "user": "demo-reviewer",
+                       "model_version": "clauseloop-student"})
+    return database
+
+
+def run_demo_loop(config: RunConfig, dataset: CuadDataset, review: dict, on_stage=None) -> list[dict]:
+    """The loop before and after the last ``arriving`` train contracts arrive; one report per run."""
+    from clauseloop.data import split_of
+    from clauseloop.data.loaders import demo_path
+    from clauseloop.loop.pipeline import LoopConfig, run_loop
+
+    out = Path(config.out_dir)
+    source = Path(config.data) if config.data else demo_path()
+    arriving = set(sorted(split_of(dataset, "train").contracts)[-config.arriving:]) if config.arriving else set()
+    runs = [source]
+    if arriving and source.name.endswith((".json", ".json.gz")):  # other layouts: one loop run on the data as is
+        runs.insert(0, data_without(source, arriving, out / "loop-data" / "before.json"))
+    reports = []
+    for number, data in enumerate(runs):
+        feedback = None
+        if number == len(runs) - 1 and config.feedback_records:  # feedback arrives with the new contracts
+            feedback = str(reviewer_feedback(review, dataset, out / "feedback.db", config.feedback_records))
+        loop_config = LoopConfig(out=str(out / "loop"), data=str(data), registry=str(out / "registry"),
+                                 feedback=feedback, dpo_steps=config.loop_dpo_steps,
+                                 eval_limit=config.loop_eval_limit, sft_steps=config.loop_sft_steps,
+                                 batch_size=1, gradient_accumulation=2, retention_limit=config.loop_retention_limit,
+                                 progress=config.progress)
+        reports.append(run_loop(loop_config, on_stage=on_stage))
+    return reports

@@ -45,6 +45,7 @@ class ModelRef:
     base_model: str
     adapter: str | None
     contracts: dict[str, str] = field(default_factory=dict)  # contract id → hash of what trained it (lineage)
+    feedback_seen: int = 0  # the highest feedback record id its preference training used
 
     @property
     def model(self) -> str:
@@ -112,6 +113,34 @@ def evaluate_model(model: ModelRef, data: str | None, question_ids: list[str], c
                "seconds": report["seconds"]}
     write_json_atomic(summary_file, summary)
     return summary
+
+
+def _feedback(database: str | None) -> list:
+    if not database:
+        return []
+    from clauseloop.feedback.store import FeedbackStore
+
+    if not Path(database).is_file():
+        raise FileNotFoundError(f"{database}: no feedback database there; `clauseloop serve` keeps one at "
+                                "runs/serve/clauseloop.db, and `clauseloop feedback import FILE --db PATH` makes one")
+    with FeedbackStore(database) as store:
+        return store.list()
+
+
+def new_feedback(database: str | None, after_id: int) -> list:
+    """Feedback records stored after ``after_id`` (none without a database)."""
+    return [record for record in _feedback(database) if record.id > after_id]
+
+
+def old_feedback(database: str | None, up_to_id: int) -> list:
+    """Feedback records up to ``up_to_id``: what the current model's preference training has seen."""
+    return [record for record in _feedback(database) if record.id <= up_to_id]
+
+
+def build_feedback_pairs(records: list, dataset: CuadDataset, directory: Path) -> dict[str, Any]:
+    from clauseloop.feedback.pairs import write_feedback_pairs
+
+    return write_feedback_pairs(records, dataset, directory / "pairs.jsonl")
 
 
 def measure_forgetting(model: ModelRef, limit: int | None, directory: Path) -> dict[str, Any]:

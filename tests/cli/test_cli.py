@@ -75,7 +75,7 @@ def test_models_prepare_and_generate_real(smollm2_dir):
 
 @pytest.mark.real_model
 def test_main_job_runs_offline(smollm2_dir, tmp_path):
-    result = invoke("run", "--json", "--limit", "41", "--out", str(tmp_path))
+    result = invoke("run", "--json", "--limit", "41", "--out", str(tmp_path), "--no-loop")  # the loop: tests/loop
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["stats"]["contracts"] >= 6
