@@ -31,13 +31,15 @@ def subset_file(source: Path, count: int, directory: Path) -> tuple[Path, Path, 
     split order, so the subset has train, dev and test contracts in the usual shares."""
     import gzip
 
-    from clauseloop.data.split import _title_key
+    from clauseloop.data.split import _title_key, assign_splits
 
     opener = gzip.open if str(source).endswith(".gz") else open
     with opener(source, "rt", encoding="utf-8") as handle:
         doc = json.load(handle)
     entries = sorted(doc["data"], key=lambda entry: entry["title"])[:count]
-    held_back = max(entries, key=lambda entry: _title_key(entry["title"], ""))["title"]
+    # the last training contract in split order: without it, every other contract keeps its split
+    splits = assign_splits([entry["title"] for entry in entries])
+    held_back = max((title for title, split in splits.items() if split == "train"), key=lambda t: _title_key(t, ""))
     full = directory / "all.json"
     full.write_text(json.dumps({**doc, "data": entries}))
     fewer = directory / "fewer.json"
@@ -72,8 +74,10 @@ def gate_runs(directory: Path) -> dict:
     from clauseloop.loop.pipeline import LoopConfig, run_loop
     from clauseloop.loop.run import data_without
 
-    demo = json.loads(demo_path().read_text())
-    last = sorted(entry["title"] for entry in demo["data"])[-1]
+    from clauseloop.data import load_cuad, split_of
+
+    demo = load_cuad(demo_path())
+    last = demo.contracts[sorted(split_of(demo, "train").contracts)[-1]].title  # a training contract arrives
     fewer = data_without(demo_path(), {last}, directory / "demo-fewer.json")
     results = {}
     gentle = LoopConfig().learning_rate
@@ -82,18 +86,28 @@ def gate_runs(directory: Path) -> dict:
         config = LoopConfig(out=str(directory / "gate-loop"), data=str(data), registry=str(directory / "gate-reg"),
                             eval_limit=8, sft_steps=2, batch_size=1, gradient_accumulation=1,
                             learning_rate=learning_rate, retention_limit=20, progress=False)
-        decision = run_loop(config)["decision"]
+        report = run_loop(config)
+        if "decision" not in report:
+            raise RuntimeError(f"no candidate in the gate run {name!r}: {report['stages']}")
+        decision = report["decision"]
         results[name] = {"promote": decision["promote"], "reasons": decision["reasons"],
                          "metrics": decision["evidence"]["metrics"]}
     return results
 
 
 def markdown(result: dict) -> str:
+    lines = ["### The loop (`bench/loop.py`)", "", *gate_markdown(result["gate"])]
+    if "timed" in result:
+        lines += timed_markdown(result)
+    return "\n".join(lines) + "\n"
+
+
+def timed_markdown(result: dict) -> list[str]:
     timed = result["timed"]
-    lines = ["### The loop (`bench/loop.py`)", "",
-             f"Machine: {result['machine']['cpus']} CPUs. {timed['contracts']} contracts of `{result['data']}`; "
+    lines = ["", f"Machine: {result['machine']['cpus']} CPUs. {timed['contracts']} contracts of `{result['data']}`; "
              f"the full run has {timed['contracts'] - 1}, then the same data again, then one train contract "
-             f"added. Incremental SFT: {timed['sft_steps']} optimizer steps per run.", "",
+             f"added. Incremental SFT: at most {timed['sft_steps']} optimizer steps per run (one pass over the "
+             "new rows when that is shorter).", "",
              "| run | new contracts | seconds | share of the full run | target | met | stages that ran |",
              "|---|---|---|---|---|---|---|"]
     for name, run in timed["runs"].items():
@@ -103,16 +117,20 @@ def markdown(result: dict) -> str:
         met = "–" if target is None else ("yes" if run["share_of_full"] <= target else "**no**")
         lines.append(f"| {name.replace('_', ' ')} | {run['new_contracts']} | {run['seconds']:.1f} | "
                      f"{run['share_of_full']:.3f} | {'–' if target is None else f'≤ {target}'} | {met} | {ran} |")
-    lines += ["", "Promotion gate on the demo contracts (8 fixed questions, 20 retention prompts):", "",
-              "| candidate | decision | AUPR current → candidate | F1 current → candidate | reasons |",
-              "|---|---|---|---|---|"]
-    for name, gate in result["gate"].items():
+    return lines
+
+
+def gate_markdown(gates: dict) -> list[str]:
+    lines = ["Promotion gate on the demo contracts (8 fixed questions, 20 retention prompts):", "",
+             "| candidate | decision | AUPR current → candidate | F1 current → candidate | reasons |",
+             "|---|---|---|---|---|"]
+    for name, gate in gates.items():
         metrics = gate["metrics"]
         lines.append(f"| {name} | {'promoted' if gate['promote'] else 'refused'} | "
                      f"{metrics['aupr']['current']:.3f} → {metrics['aupr']['candidate']:.3f} | "
                      f"{metrics['f1']['current']:.3f} → {metrics['f1']['candidate']:.3f} | "
                      f"{'; '.join(gate['reasons']) or '–'} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def parse_args() -> argparse.Namespace:
@@ -135,7 +153,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="clauseloop-bench-loop-") as scratch:
         os.environ["CLAUSELOOP_REGISTRY"] = str(Path(scratch) / "registry")  # never the user's registry
         result = {"data": str(args.data), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                  "timed": timed_runs(args, Path(scratch)), "gate": gate_runs(Path(scratch))}
+                  "gate": gate_runs(Path(scratch))}
+        write_results(args.out, result, markdown(result))  # keep what is finished if the timed runs are stopped
+        result["timed"] = timed_runs(args, Path(scratch))
     write_results(args.out, result, markdown(result))
 
 

@@ -19,12 +19,12 @@ from clauseloop.loop.pipeline import LoopConfig
 
 
 def _default(name: str) -> str:
-    return f"{help_of(LoopConfig, name)} [default: {default_of(LoopConfig, name)}]"
+    return f"{help_of(LoopConfig, name)} (default: {default_of(LoopConfig, name)})"
 
 
 def loop(
-    config_file: Optional[str] = typer.Option(None, "--config", help="TOML file with a [loop] table (and [roles]); "
-                                                                     "flags given here win over it."),
+    config_file: Optional[str] = typer.Option(None, "--config", help="TOML file with a \\[loop] table (and "
+                                                                     "\\[roles]); flags given here win over it."),
     out: Optional[str] = typer.Option(None, "--out", help=_default("out")),
     data: Optional[str] = typer.Option(None, "--data", help=DATA_HELP),
     feedback: Optional[str] = typer.Option(None, "--feedback", help=help_of(LoopConfig, "feedback")),
@@ -76,12 +76,14 @@ def print_decision(report: dict) -> None:
         return
     verdict = "[green]promoted[/]" if decision["promote"] else "[red]refused[/]"
     console.print(f"candidate {decision['version']}: {verdict} (current was {report['current']})")
-    for name, row in decision["evidence"]["metrics"].items():
+    evidence = decision["evidence"]
+    unit = f"{evidence.get('resampled', 'contracts')} resampled, {evidence['questions']} questions"
+    for name, row in evidence["metrics"].items():
         low, high = row["ci"]
         console.print(f"  {name}: {row['current']:.3f} → {row['candidate']:.3f}, paired 95 % interval of the "
-                      f"difference [{low:+.3f}, {high:+.3f}]", highlight=False)
-    if "retention_drop_points" in decision["evidence"]:
-        console.print(f"  retention: {decision['evidence']['retention_drop_points']:.1f} points below the base",
+                      f"difference [{low:+.3f}, {high:+.3f}] ({unit})", highlight=False)
+    if "retention_drop_points" in evidence:
+        console.print(f"  retention: {-evidence['retention_drop_points']:+.1f} points of accuracy against the base",
                       highlight=False)
     for reason in decision["reasons"]:
         console.print(f"  refused because {reason}", highlight=False)

@@ -1,7 +1,7 @@
 """The promotion gate: a candidate replaces the current model only if it is not worse and has not forgotten.
 
 Both models answer the same fixed questions (the evaluation stage's nbest predictions). For AUPR and F1 the gate
-draws contracts with replacement — the *same* draw for both models, so each bootstrap sample is a paired difference
+draws contracts with replacement (questions, when there are fewer than ``min_contracts``) — the *same* draw for both models, so each bootstrap sample is a paired difference
 — and refuses the candidate when the whole confidence interval of (candidate − current) lies below zero, that is,
 when it is worse beyond noise. It also refuses when a category group's F1 drops by more than ``group_drop`` (groups
 with fewer than ``group_min_questions`` questions are too noisy to judge and are listed as unchecked), when the
@@ -12,7 +12,7 @@ registry.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -31,6 +31,8 @@ class GateConfig:
     metrics: tuple[str, ...] = field(default=("aupr", "f1"), metadata={"help": "Metrics that must not drop."})
     confidence_level: float = field(default=0.95, metadata={"help": "Of the paired bootstrap interval."})
     bootstrap_draws: int = field(default=1000, metadata={"help": "Contract resamples."})
+    min_contracts: int = field(default=5, metadata={"help": "Fewer evaluation contracts: resample questions instead "
+                                                            "(an interval over one contract has no width)."})
     group_drop: float = field(default=0.15, metadata={"help": "Largest allowed F1 drop of one category group."})
     # One question flips a 6-question group's F1 by 0.17: below 10 questions a group's F1 is noise, not a regression.
     group_min_questions: int = field(default=10, metadata={"help": "Smaller groups are reported, not judged."})
@@ -60,9 +62,16 @@ def _metrics(counts: np.ndarray, rows: np.ndarray) -> dict[str, float]:
     return {**curve_metrics(counts), **summary_metrics(rows)}
 
 
+def resampling_unit(golds: Sequence[GoldQuestion], config: GateConfig) -> str:
+    return "contracts" if len({g.contract_id for g in golds}) >= config.min_contracts else "questions"
+
+
 def paired_bootstrap(golds: Sequence[GoldQuestion], candidate: NBest, current: NBest,
                      config: GateConfig) -> dict[str, dict[str, Any]]:
-    """Per metric: both models' values, their difference and its paired percentile interval over contracts."""
+    """Per metric: both models' values, their difference and its paired percentile interval over contracts (over
+    questions when there are fewer than ``min_contracts``)."""
+    if resampling_unit(golds, config) == "questions":  # each question its own unit
+        golds = [replace(gold, contract_id=gold.question_id) for gold in golds]
     tables = [contract_tables(golds, nbest) for nbest in (candidate, current)]
     flat = [t.counts.reshape(len(t.counts), -1) for t in tables]
     point = [_metrics(t.counts.sum(axis=0), t.rows.sum(axis=0)) for t in tables]
@@ -111,7 +120,7 @@ def decide(golds: Sequence[GoldQuestion], candidate: NBest, current: NBest, conf
            dropped_rates: tuple[float, float] | None = None, retention_drop: float | None = None) -> GateDecision:
     """The gate's verdict. ``dropped_rates``: (candidate, current); ``retention_drop``: points below the base."""
     evidence: dict[str, Any] = {"questions": len(golds), "contracts": len({g.contract_id for g in golds}),
-                                "config": asdict(config)}
+                                "resampled": resampling_unit(golds, config), "config": asdict(config)}
     reasons = []
     evidence["metrics"] = paired_bootstrap(golds, candidate, current, config)
     for name, row in evidence["metrics"].items():

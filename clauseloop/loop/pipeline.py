@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +47,8 @@ class LoopConfig:
     eval_split: str = field(default="dev", metadata={"help": "Split the fixed evaluation set is drawn from."})
     eval_limit: int | None = field(default=41, metadata={"help": "Questions in the fixed evaluation set."})
     none_share: float = field(default=0.2, metadata={"help": "Share of NONE rows among new SFT rows."})
-    sft_steps: int = field(default=8, metadata={"help": "Optimizer steps of each incremental SFT run."})
+    sft_steps: int = field(default=8, metadata={"help": "Most optimizer steps of an incremental SFT run (fewer when "
+                                                        "one pass over the new rows takes fewer)."})
     learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of incremental SFT (low: "
                                                                   "the adapter already knows the task)."})
     batch_size: int = field(default=2, metadata={"help": "Rows per forward pass."})
@@ -197,7 +199,9 @@ def _sft_candidate(runner: StageRunner, config: LoopConfig, dataset: CuadDataset
     if not rows["rows"]:
         runner.skip("sft", "the new contracts gave no SFT rows")
         return None
-    steps = config.sft_steps * (config.drift.budget_factor if drift["data_drift"] else 1)
+    # at most one pass over the new rows (and their replay): one new contract costs a step or two, not the cap
+    one_pass = math.ceil(rows["rows"] * (1 + config.replay) / (config.batch_size * config.gradient_accumulation))
+    steps = min(config.sft_steps, one_pass) * (config.drift.budget_factor if drift["data_drift"] else 1)
     return _train_candidate(runner, config, current, rows, {**current.contracts, **new}, steps)
 
 

@@ -177,6 +177,6 @@ def run_demo_loop(config: RunConfig, dataset: CuadDataset, review: dict, on_stag
                                  feedback=feedback, dpo_steps=config.loop_dpo_steps,
                                  eval_limit=config.loop_eval_limit, sft_steps=config.loop_sft_steps,
                                  batch_size=1, gradient_accumulation=2, retention_limit=config.loop_retention_limit,
-                                 progress=config.progress)
+                                 progress=False)  # small runs: the stage lines are their progress
         reports.append(run_loop(loop_config, on_stage=on_stage))
     return reports

@@ -88,3 +88,12 @@ def test_main_job_runs_offline(smollm2_dir, tmp_path):
     for row in report["evaluation"].values():
         assert row["questions"] == 41 and 0.0 <= row["f1"] <= 1.0
         assert (tmp_path / Path(row["report"]).relative_to(tmp_path)).is_file()
+
+
+def test_loop_config_errors_are_clean(tmp_path):
+    missing = invoke("loop", "--config", str(tmp_path / "nope.toml"))
+    assert missing.exit_code == 2 and "nope.toml" in missing.output and "Traceback" not in missing.output
+    misspelled = tmp_path / "loop.toml"
+    misspelled.write_text("[loop]\nsft_step = 3\n")
+    result = invoke("loop", "--config", str(misspelled))
+    assert result.exit_code == 2 and "sft_step" in result.output and "Traceback" not in result.output

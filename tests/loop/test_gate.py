@@ -62,3 +62,15 @@ def test_forgetting_more_dropped_quotes_or_a_regressing_group_each_refuse():
     worse = decide(golds, predictions(golds, 6), same, GateConfig(metrics=(), group_min_questions=5))
     assert worse.reasons == ["Governing Law: F1 0.833 → 0.500 (drop 0.333 > 0.15)"]
     assert worse.evidence["groups"]["Parties"]["judged"]
+
+
+def test_with_few_contracts_the_interval_is_over_questions_and_has_width():
+    """One contract resampled gives a zero-width interval that would refuse any drop; questions do not."""
+    golds = [GoldQuestion(f"c0__q{index}", "c0", "Governing Law", (CLAUSE,)) for index in range(12)]
+    candidate, current = predictions(golds, 10), predictions(golds, 11)
+    decision = decide(golds, candidate, current)
+    assert decision.evidence["resampled"] == "questions"
+    low, high = decision.evidence["metrics"]["f1"]["ci"]
+    assert low < high and high >= 0 and decision.promote
+    by_contract = paired_bootstrap(golds, candidate, current, GateConfig(min_contracts=1))
+    assert by_contract["f1"]["ci"][0] == by_contract["f1"]["ci"][1] < 0
