@@ -108,11 +108,12 @@ class Answerer:
 
 
 def adapter_dir(model: str) -> Path | None:
-    """The adapter directory of a local model string (``BASE+DIR``, or the shipped student's), else None."""
+    """The adapter directory of a local model string (``BASE+DIR``, or the student's: the registry's promoted
+    version, else the shipped one), else None."""
     from clauseloop.models import STUDENT
-    from clauseloop.models.store import SHIPPED_STUDENT_DIR
+    from clauseloop.models.store import resolve_alias
 
     base, _, adapter = model.partition("+")
     if base == STUDENT:
-        return SHIPPED_STUDENT_DIR
+        return Path(resolve_alias(STUDENT)[1])
     return Path(adapter).expanduser() if adapter else None
