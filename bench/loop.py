@@ -13,7 +13,6 @@ destructive learning rate (0.5), each judged against the model it would replace.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -28,23 +27,18 @@ TARGETS = {"unchanged": 0.02, "one_added": 0.10}
 
 def subset_file(source: Path, count: int, directory: Path) -> tuple[Path, Path, str]:
     """(file of ``count - 1`` contracts, file of ``count``, the title held back): the first ``count`` titles in
-    split order, so the subset has train, dev and test contracts in the usual shares."""
-    import gzip
-
+    alphabetical order, so the subset has train, dev and test contracts in the usual shares."""
+    from clauseloop.data import load_cuad
     from clauseloop.data.split import _title_key, assign_splits
+    from clauseloop.loop.run import data_without
 
-    opener = gzip.open if str(source).endswith(".gz") else open
-    with opener(source, "rt", encoding="utf-8") as handle:
-        doc = json.load(handle)
-    entries = sorted(doc["data"], key=lambda entry: entry["title"])[:count]
+    titles = sorted(contract.title for contract in load_cuad(source).contracts.values())
+    chosen, others = titles[:count], set(titles[count:])
     # the last training contract in split order: without it, every other contract keeps its split
-    splits = assign_splits([entry["title"] for entry in entries])
+    splits = assign_splits(chosen)
     held_back = max((title for title, split in splits.items() if split == "train"), key=lambda t: _title_key(t, ""))
-    full = directory / "all.json"
-    full.write_text(json.dumps({**doc, "data": entries}))
-    fewer = directory / "fewer.json"
-    fewer.write_text(json.dumps({**doc, "data": [e for e in entries if e["title"] != held_back]}))
-    return fewer, full, held_back
+    full = data_without(source, others, directory / "all.json")
+    return data_without(source, others | {held_back}, directory / "fewer.json"), full, held_back
 
 
 def stage_table(report: dict) -> dict[str, dict]:

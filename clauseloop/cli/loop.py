@@ -6,13 +6,7 @@ from typing import Optional
 
 import typer
 
-from clauseloop.cli.common import (
-    DATA_HELP,
-    console,
-    err_console,
-    print_json,
-    user_errors,
-)
+from clauseloop.cli.common import DATA_HELP, console, err_console, print_json, user_errors
 from clauseloop.cli.quiet import library_stdout
 from clauseloop.engine.config import default_of, help_of
 from clauseloop.loop.pipeline import LoopConfig

@@ -3,8 +3,8 @@
 Without ``--verbose`` the command line hides what the libraries print on every run and the user cannot act on:
 transformers' progress bars ("Loading weights", "Writing model shards") and its ``past_key_values`` deprecation
 (a FutureWarning and a log line), PEFT's use of the deprecated ``is_gradient_checkpointing``, Hugging Face Hub
-download bars, and DSPy's "LM response was truncated" on every
-answer capped at ``max_tokens`` (the cap is deliberate: a clause is short). Errors still show.
+download bars, and DSPy's "LM response was truncated" on every answer capped at ``max_tokens`` (the cap is
+deliberate: a clause is short). Errors still show.
 """
 
 from __future__ import annotations

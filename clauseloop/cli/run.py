@@ -7,13 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from clauseloop.cli.common import (
-    DATA_HELP,
-    console,
-    err_console,
-    print_json,
-    user_errors,
-)
+from clauseloop.cli.common import DATA_HELP, console, err_console, print_json, user_errors
 from clauseloop.cli.loop import print_decision
 from clauseloop.cli.quiet import library_stdout
 

@@ -1,8 +1,8 @@
 """The promotion gate: a candidate replaces the current model only if it is not worse and has not forgotten.
 
 Both models answer the same fixed questions (the evaluation stage's nbest predictions). For AUPR and F1 the gate
-draws contracts with replacement (questions, when there are fewer than ``min_contracts``) — the *same* draw for both models, so each bootstrap sample is a paired difference
-— and refuses the candidate when the whole confidence interval of (candidate − current) lies below zero, that is,
+draws contracts with replacement (questions, when there are fewer than ``min_contracts``) — the *same* draw for
+both models, so each bootstrap sample is a paired difference — and refuses the candidate when the whole confidence interval of (candidate − current) lies below zero, that is,
 when it is worse beyond noise. It also refuses when a category group's F1 drops by more than ``group_drop`` (groups
 with fewer than ``group_min_questions`` questions are too noisy to judge and are listed as unchecked), when the
 dropped-span rate rises by more than ``dropped_slack``, or when retention accuracy falls more than

@@ -121,7 +121,8 @@ def fixed_eval_set(directory: Path, dataset: CuadDataset, config: LoopConfig) ->
 
 def training_contracts(dataset: CuadDataset, eval_ids: list[str]) -> list[str]:
     """Train-split contracts, never one of the evaluation set."""
-    held_out = {question.contract_id for question in dataset.questions if question.id in set(eval_ids)}
+    evaluated = set(eval_ids)
+    held_out = {question.contract_id for question in dataset.questions if question.id in evaluated}
     return sorted(set(split_of(dataset, "train").contracts) - held_out)
 
 
@@ -157,8 +158,8 @@ def _run_stages(runner: StageRunner, config: LoopConfig) -> dict[str, Any]:
     runner.run("index", {"contracts": hashes},
                lambda _: stages.build_index(dataset, runner.directory / "index", progress=config.progress))
     new = new_training_contracts(dataset, hashes, current, eval_ids)
-    feedback = stages.new_feedback(config.feedback, current.feedback_seen)
-    drift = _drift(runner, config, dataset, current, new, feedback, eval_ids)
+    seen, feedback = stages.split_feedback(config.feedback, current.feedback_seen)
+    drift = _drift(runner, config, dataset, current, new, seen, feedback, eval_ids)
     report = {"config": asdict(config), "current": current.version, "new_contracts": sorted(new),
               "new_feedback": len(feedback), "drift": drift}
     candidate = _sft_candidate(runner, config, dataset, current, new, drift)
@@ -172,14 +173,13 @@ def _run_stages(runner: StageRunner, config: LoopConfig) -> dict[str, Any]:
 
 
 def _drift(runner: StageRunner, config: LoopConfig, dataset: CuadDataset, current: ModelRef, new: dict[str, str],
-           feedback: list, eval_ids: list[str]) -> dict[str, Any]:
+           seen: list, feedback: list, eval_ids: list[str]) -> dict[str, Any]:
     """The drift report against the current model's reference (its lineage, or the first run's train contracts)."""
     if not new and not feedback:
         runner.skip("drift", f"no new contracts or feedback since {current.version}")
         return {"flagged": [], "data_drift": False, "decay": False}
     lineage = [cid for cid in current.contracts if cid in dataset.contracts]
     reference_contracts = lineage or training_contracts(dataset, eval_ids)
-    seen = stages.old_feedback(config.feedback, current.feedback_seen)
     inputs = {"reference": current.version, "contracts": new, "feedback": [record.id for record in feedback],
               "drift": asdict(config.drift)}
     return runner.run("drift", inputs, lambda _: check_drift(

@@ -115,26 +115,19 @@ def evaluate_model(model: ModelRef, data: str | None, question_ids: list[str], c
     return summary
 
 
-def _feedback(database: str | None) -> list:
+def split_feedback(database: str | None, seen_id: int) -> tuple[list, list]:
+    """(records up to ``seen_id``: what the current model's preference training used, records stored after it);
+    both empty without a database."""
     if not database:
-        return []
+        return [], []
     from clauseloop.feedback.store import FeedbackStore
 
     if not Path(database).is_file():
         raise FileNotFoundError(f"{database}: no feedback database there; `clauseloop serve` keeps one at "
                                 "runs/serve/clauseloop.db, and `clauseloop feedback import FILE --db PATH` makes one")
     with FeedbackStore(database) as store:
-        return store.list()
-
-
-def new_feedback(database: str | None, after_id: int) -> list:
-    """Feedback records stored after ``after_id`` (none without a database)."""
-    return [record for record in _feedback(database) if record.id > after_id]
-
-
-def old_feedback(database: str | None, up_to_id: int) -> list:
-    """Feedback records up to ``up_to_id``: what the current model's preference training has seen."""
-    return [record for record in _feedback(database) if record.id <= up_to_id]
+        records = store.list()
+    return [r for r in records if r.id <= seen_id], [r for r in records if r.id > seen_id]
 
 
 def build_feedback_pairs(records: list, dataset: CuadDataset, directory: Path) -> dict[str, Any]:
