@@ -11,6 +11,9 @@ and the feedback that arrived since, and compares:
 - gate pass rate: the absolute change;
 - negative feedback: the rise of the thumbs-down share (with at least ``min_feedback`` new records).
 
+The data signals are judged only with at least ``min_contracts`` new contracts: the category mix of a single
+contract differs from any reference by chance, and a flag would double the cheapest incremental run.
+
 A signal past its threshold is flagged, and the stages it affects re-run even when their inputs did not change
 (the pipeline folds the flags into their fingerprints): data drift gives the incremental SFT stage
 ``budget_factor`` times its steps (the new contracts are further from what the adapter knows), and decay of the
@@ -41,6 +44,8 @@ class DriftConfig:
     retrieval_scores: float = field(default=0.35, metadata={"help": "KS statistic of presence-gate margins."})
     gate_pass_rate: float = field(default=0.15, metadata={"help": "Absolute change of the gate pass rate."})
     negative_feedback: float = field(default=0.25, metadata={"help": "Rise of the thumbs-down share."})
+    min_contracts: int = field(default=5, metadata={
+        "help": "New contracts needed to judge data drift (one contract's category mix is noise, not drift)."})
     min_feedback: int = field(default=3, metadata={"help": "New feedback records needed to judge decay."})
     budget_factor: int = field(default=2, metadata={"help": "Step multiplier of a stage re-run because of drift."})
 
@@ -88,7 +93,7 @@ def pass_rate(margins: list[float]) -> float:
 def compare(reference: dict[str, Any], current: dict[str, Any], config: DriftConfig) -> dict[str, Any]:
     """Each signal's value, threshold and flag; ``None`` values where the run has nothing to compare."""
     values: dict[str, float | None] = dict.fromkeys(DATA_SIGNALS + DECAY_SIGNALS)
-    if current["contracts"] and reference["contracts"]:
+    if current["contracts"] >= config.min_contracts and reference["contracts"]:
         values["category_mix"] = total_variation(reference["category_mix"], current["category_mix"])
         if reference["margins"] and current["margins"]:
             values["retrieval_scores"] = ks_statistic(reference["margins"], current["margins"])

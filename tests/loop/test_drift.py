@@ -29,6 +29,13 @@ def test_a_different_category_mix_and_score_distribution_are_data_drift():
     assert report["signals"]["gate_pass_rate"]["value"] == -0.75
 
 
+def test_data_drift_is_judged_only_with_enough_new_contracts():
+    shifted = snapshot(mix={"Non-Compete": 9, "Parties": 1}, margins=(-1.0, -0.9, -0.8, -0.7), contracts=1)
+    report = compare(snapshot(), shifted, DriftConfig(min_contracts=5))
+    assert report["flagged"] == [] and report["signals"]["category_mix"]["value"] is None
+    assert compare(snapshot(), shifted, DriftConfig(min_contracts=1))["data_drift"]
+
+
 def test_negative_feedback_is_decay_only_with_enough_records():
     config = DriftConfig(min_feedback=3)
     assert not compare(snapshot(), snapshot(feedback=2, negative=1.0), config)["decay"]
