@@ -88,10 +88,11 @@ def evaluate_one(name: str, program: str, lm: str, args) -> dict:
     from clauseloop.program.evaluation import EvalConfig, evaluate
 
     out = args.cache / f"eval-{slug(name)}"
-    config = EvalConfig(program=program, data=str(args.data), split="dev", limit=args.limit, lm=lm, out_dir=str(out))
+    config = EvalConfig(program=program, data=str(args.data), split="dev", limit=args.limit, lm=lm, out_dir=str(out),
+                        export_nbest=str(out / "nbest.json"))  # each question's answer, for pairwise judging
     path, stamp = out / "report.json", {"weights": weights_stamp(lm)}
     report = json.loads(path.read_text()) if path.is_file() and not args.fresh else None
-    stale = report is None or "lm_usage" not in report or any(
+    stale = report is None or "lm_usage" not in report or not (out / "nbest.json").is_file() or any(
         report["config"].get(key) != getattr(config, key) for key in EVAL_SETTINGS)
     if stale or not (out / "weights.json").is_file() or json.loads((out / "weights.json").read_text()) != stamp:
         report = evaluate(config)

@@ -270,7 +270,10 @@ def dpo_command(
     out: str = typer.Option(..., "--out", help=help_of(DPORunConfig, "out")),
     from_adapter: Optional[str] = typer.Option(None, "--from", help=help_of(DPORunConfig, "from_adapter")),
     from_base: bool = typer.Option(False, "--from-base", help=help_of(DPORunConfig, "from_base")),
+    method: str = typer.Option(default_of(DPORunConfig, "method"), "--method", help=help_of(DPORunConfig, "method")),
     loss: str = typer.Option(default_of(DPORunConfig, "loss"), "--loss", help=help_of(DPORunConfig, "loss")),
+    batch_size: int = typer.Option(default_of(DPORunConfig, "batch_size"), "--batch-size",
+                                   help=help_of(DPORunConfig, "batch_size")),
     beta: float = typer.Option(default_of(DPORunConfig, "beta"), "--beta", help=help_of(DPORunConfig, "beta")),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help=help_of(DPORunConfig, "max_steps")),
     epochs: float = typer.Option(default_of(DPORunConfig, "epochs"), "--epochs", help=help_of(DPORunConfig, "epochs")),
@@ -282,16 +285,16 @@ def dpo_command(
     device: str = typer.Option(default_of(DPORunConfig, "device"), "--device", help=help_of(DPORunConfig, "device")),
     as_json: bool = typer.Option(False, "--json", help="Print the adapter manifest JSON."),
 ) -> None:
-    """Align the student's adapter with DPO on preference pairs (reference = the SFT adapter; resumable; on GPUs
-    with `accelerate launch $(which clauseloop) finetune dpo ...`)."""
+    """Align the student's adapter with DPO (or KTO) on preference pairs (reference = the SFT adapter; resumable;
+    on GPUs with `accelerate launch $(which clauseloop) finetune dpo ...`)."""
     import contextlib
     import sys
 
     from clauseloop.finetune.dpo import train_dpo
 
     with user_errors():
-        config = DPORunConfig(pairs=pairs, out=out, from_adapter=from_adapter, from_base=from_base, loss=loss,
-                              beta=beta, max_steps=max_steps, epochs=epochs, learning_rate=lr, max_length=max_length,
+        config = DPORunConfig(pairs=pairs, out=out, from_adapter=from_adapter, from_base=from_base, method=method,
+                              loss=loss, batch_size=batch_size, beta=beta, max_steps=max_steps, epochs=epochs, learning_rate=lr, max_length=max_length,
                               resume=resume, device=device)
         # the trainer prints its per-step log lines to stdout: keep stdout for the result (and --json clean)
         with contextlib.redirect_stdout(sys.stderr):
@@ -302,7 +305,7 @@ def dpo_command(
     metrics = result.metrics
     console.print(f"adapter: {result.adapter_dir}", highlight=False, soft_wrap=True)
     console.print(
-        f"{metrics['steps']} steps, DPO loss {metrics['train_loss']}, reward accuracy "
+        f"{metrics['steps']} steps, {config.method.upper()} loss {metrics['train_loss']}, reward accuracy "
         f"{metrics.get('rewards/accuracies')}, margin {metrics.get('rewards/margins')}, {metrics['seconds']} s",
         highlight=False,
     )

@@ -14,7 +14,12 @@ No replay rows: SFT mixes in general prompts answered by the base model so the s
 but in DPO a general prompt would need a *rejected* answer too, and any we could make (a truncated or shuffled
 base answer) teaches only "do not write gibberish", which the policy already avoids. DPO's drift is instead bounded
 by ``beta`` against the SFT reference; whether that is enough is what ``clauseloop finetune retention`` on the DPO
-adapter measures. ORPO and KTO are not offered yet.
+adapter measures.
+
+``method="kto"`` trains with TRL's ``KTOTrainer`` instead, on the same pairs taken apart (chosen = desirable,
+rejected = undesirable): KTO needs no pairing, so it is the method for feedback that is mostly lone thumbs. Its
+loss estimates a KL term from mismatched completions of a batch, so it needs ``batch_size`` ≥ 2. ORPO is left
+out: it lives in TRL's ``experimental`` package, whose API may change in any release.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ logger = logging.getLogger(__name__)
 # TRL's DPO loss types that need only (prompt, chosen, rejected); "sft" is only meaningful combined with another
 LOSSES = ("sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "apo_zero",
           "apo_down", "discopop", "sigmoid_norm")
+METHODS = ("dpo", "kto")
 ROBUST_FLIP_RATE = 0.1  # the Robust DPO paper's typical assumed share of flipped preference labels
 REWARD_METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
 
@@ -55,7 +61,9 @@ class DPORunConfig:
         "The SFT adapter to continue (an SFT run's OUT/adapter); it is also the DPO reference policy."))
     from_base: bool = field(default=False, metadata=_help("Start a new LoRA on the base model instead (reference = "
                                                           "the base); for comparisons."))
-    loss: str = field(default="sigmoid", metadata=_help(f"TRL loss type: {', '.join(LOSSES)}."))
+    method: str = field(default="dpo", metadata=_help("dpo (TRL's DPOTrainer on the pairs) or kto (KTOTrainer on "
+                                                      "the pairs taken apart; batch_size >= 2)."))
+    loss: str = field(default="sigmoid", metadata=_help(f"DPO loss type: {', '.join(LOSSES)}."))
     beta: float = field(default=0.1, metadata=_help("Strength of the pull towards the reference (higher: stays "
                                                     "closer; for ipo, the regulariser)."))
     label_smoothing: float | None = field(default=None, metadata=_help(
@@ -102,6 +110,10 @@ class DPORunConfig:
                 raise ValueError(f"{name} must be > 0, got {value}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.method == "kto" and self.batch_size < 2:
+            raise ValueError("KTO estimates its KL term within a batch: give batch_size >= 2 (--batch-size 2)")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown DPO loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.label_smoothing is not None and not 0 <= self.label_smoothing < 0.5:
@@ -124,15 +136,23 @@ class DPOResult:
         return self.manifest["metrics"]
 
 
-def _trainer_arguments(config: DPORunConfig, checkpoints: Path):
-    from trl import DPOConfig
+def _trainer(config: DPORunConfig, checkpoints: Path):
+    """(trainer class, its arguments) for ``config.method``."""
+    from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
-    return DPOConfig(
+    common = _common_arguments(config, checkpoints)
+    if config.method == "kto":
+        return KTOTrainer, KTOConfig(**common, loss_type="kto", beta=config.beta)
+    return DPOTrainer, DPOConfig(**common, padding_free=False, loss_type=[config.loss], beta=config.beta,
+                                 label_smoothing=config.smoothing)
+
+
+def _common_arguments(config: DPORunConfig, checkpoints: Path) -> dict[str, Any]:
+    return dict(
         output_dir=str(checkpoints),
-        **device_flags(config.device), padding_free=False,
+        **device_flags(config.device),
         gradient_checkpointing=False, activation_checkpointing=False,
         max_length=config.max_length,
-        loss_type=[config.loss], beta=config.beta, label_smoothing=config.smoothing,
         precompute_ref_log_probs=config.precompute_reference,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation,
         num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
@@ -162,6 +182,14 @@ def _policy_only(model) -> Any:
     return model
 
 
+def _require_inputs(config: DPORunConfig) -> None:
+    if not config.pairs or not config.out:
+        raise ValueError("give both the pairs file (--pairs) and the run directory (--out)")
+    if bool(config.from_adapter) == config.from_base:
+        raise ValueError("give the SFT adapter to continue (--from SFT_RUN/adapter) or --from-base, not both "
+                         "and not neither")
+
+
 def train_dpo(config: DPORunConfig, *, callbacks: Sequence[Any] = ()) -> DPOResult:
     """Train (or resume) DPO on the pairs and write ``config.out/adapter`` atomically.
 
@@ -169,7 +197,6 @@ def train_dpo(config: DPORunConfig, *, callbacks: Sequence[Any] = ()) -> DPOResu
     with the fix for a missing, empty or malformed pairs file and a bad resume or adapter path.
     """
     from transformers import AutoTokenizer
-    from trl import DPOTrainer
 
     from clauseloop.finetune.sft import (  # the SFT run's machinery, shared so both stages behave alike
         _checkpoint_to_resume,
@@ -184,11 +211,7 @@ def train_dpo(config: DPORunConfig, *, callbacks: Sequence[Any] = ()) -> DPOResu
         write_adapter,
     )
 
-    if not config.pairs or not config.out:
-        raise ValueError("give both the pairs file (--pairs) and the run directory (--out)")
-    if bool(config.from_adapter) == config.from_base:
-        raise ValueError("give the SFT adapter to continue (--from SFT_RUN/adapter) or --from-base, not both "
-                         "and not neither")
+    _require_inputs(config)
     out = Path(config.out).expanduser()
     checkpoints = out / "checkpoints"
     resume_from = _checkpoint_to_resume(checkpoints, config.resume)
@@ -199,8 +222,9 @@ def train_dpo(config: DPORunConfig, *, callbacks: Sequence[Any] = ()) -> DPOResu
         _record_run_start(out, prepared.fingerprint, resuming=resume_from is not None)
         model, lora = _trainable_model(base_path, config)
         progress = TrainingProgress()
-        trainer = DPOTrainer(
-            model=model, args=_trainer_arguments(config, checkpoints),
+        trainer_class, arguments = _trainer(config, checkpoints)
+        trainer = trainer_class(
+            model=model, args=arguments,
             train_dataset=training_dataset(prepared.file, out / "arrow"), processing_class=tokenizer,
             peft_config=lora, callbacks=[progress, *callbacks],
         )
@@ -211,7 +235,7 @@ def train_dpo(config: DPORunConfig, *, callbacks: Sequence[Any] = ()) -> DPOResu
                    **_last_logged(trainer.state.log_history, REWARD_METRICS)}
         manifest = adapter_manifest(config=asdict(config), base_path=base_path,
                                     dataset={**prepared.fingerprint, **prepared.summary}, metrics=metrics)
-        manifest.update(stage="dpo", reference="base" if config.from_base else config.from_adapter)
+        manifest.update(stage=config.method, reference="base" if config.from_base else config.from_adapter)
         adapter_dir = write_adapter(_policy_only(trainer.model), out / "adapter", manifest,
                                     base_name=config.base_model)
     logger.info("DPO adapter written to %s (%s)", adapter_dir, metrics)

@@ -137,19 +137,22 @@ def data_without(source: str | Path, titles: set[str], target: Path) -> Path:
 
 def reviewer_feedback(review: dict, dataset: CuadDataset, database: Path, limit: int) -> Path:
     """Stand in for a reviewer of ``review``: a thumbs-down with CUAD's gold clause as the correction on the first
-    ``limit`` categories where the student quoted something that is not the gold clause."""
+    ``limit`` categories where the student quoted something that is not the gold clause. A contract the store
+    already has records of is left as it is, so a re-run adds nothing."""
     from clauseloop.feedback.records import contract_hash
     from clauseloop.feedback.store import FeedbackStore
 
     contract = dataset.contracts[review["contract"]]
+    digest, added = contract_hash(contract.text), 0
     gold = {q.category: [a.text for a in q.answers] for q in dataset.questions if q.contract_id == contract.id}
     with FeedbackStore(database) as store:
-        if store.count():  # written by an earlier run of the job: the same reviewer, the same records
+        if store.list(contract_hash=digest, limit=1):  # written by an earlier run: the same reviewer, the same records
             return database
         for category, spans in sorted(review["spans"].items()):
-            if store.count() >= limit or not gold.get(category) or {s["text"] for s in spans} & set(gold[category]):
+            if added >= limit or not gold.get(category) or {s["text"] for s in spans} & set(gold[category]):
                 continue
-            store.add({"contract_hash": contract_hash(contract.text), "vote": "down", "category": category,
+            added += 1
+            store.add({"contract_hash": digest, "vote": "down", "category": category,
                        "spans": [{"text": s["text"], "start": s["start"], "end": s["end"]} for s in spans],
                        "corrected_spans": [{"text": text} for text in gold[category]], "user": "demo-reviewer",
                        "model_version": "clauseloop-student"})

@@ -122,6 +122,22 @@ def test_bad_pairs_are_skipped_and_counted_through_the_cli(sft_adapter, tmp_path
     assert manifest["config"]["loss"] == "ipo" and manifest["metrics"]["steps"] == 1
 
 
+@pytest.mark.real_model
+def test_kto_trains_on_the_pairs_taken_apart_through_the_cli(sft_adapter, pairs_file, tmp_path):
+    outcome = runner.invoke(app, ["finetune", "dpo", "--pairs", str(pairs_file), "--from", sft_adapter, "--out",
+                                  str(tmp_path / "run"), "--method", "kto", "--batch-size", "2", "--max-steps", "2",
+                                  "--max-length", "384", "--json"])
+    assert outcome.exit_code == 0, outcome.output
+    manifest = json.loads(outcome.stdout)
+    assert manifest["stage"] == "kto" and manifest["config"]["method"] == "kto"
+    assert manifest["metrics"]["steps"] == 2 and math.isfinite(manifest["metrics"]["train_loss"])
+    assert sorted(p.name for p in (tmp_path / "run" / "adapter").iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors", "manifest.json"]
+    code, message = dpo_cli("--pairs", str(pairs_file), "--from", sft_adapter, "--out", str(tmp_path / "o"),
+                            "--method", "kto")
+    assert code == 2 and "batch_size >= 2" in message
+
+
 def dpo_cli(*args: str) -> tuple[int, str]:
     outcome = runner.invoke(app, ["finetune", "dpo", *args])
     return outcome.exit_code, " ".join(outcome.output.split())  # rich wraps long lines
