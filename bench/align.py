@@ -11,7 +11,7 @@
   with CUAD's gold clause as the correction (`reviewer_feedback`, as in the main job) → the feedback store →
   pairs (`clauseloop.feedback.pairs`).
 * **dpo**: `train_dpo` (sigmoid loss, the loop's defaults) continuing the shipped SFT adapter on all pairs, for
-  ``--dpo-steps`` optimizer steps (default: one pass).
+  ``--dpo-steps`` optimizer steps.
 * **compare**: SFT and DPO on ``--limit`` stratified dev questions (official CUAD scoring, CIs over contracts);
   the judge's win rate of DPO over SFT on the questions where their answers differ (each pair judged in both
   orders; a verdict that flips with the order counts as a tie, as does an unreadable one); retention of each.
@@ -196,8 +196,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pair-contracts", type=int, default=8, help="train contracts for RLAIF pairs")
     parser.add_argument("--candidates", type=int, default=PairsConfig().candidates, help="answers per question")
     parser.add_argument("--feedback-contracts", type=int, default=4, help="train contracts the reviewer corrects")
-    parser.add_argument("--dpo-steps", type=int, default=None, help="DPO optimizer steps (default: one pass)")
-    parser.add_argument("--limit", type=int, default=123, help="dev questions per model (3 per category)")
+    parser.add_argument("--dpo-steps", type=int, default=3, help="DPO optimizer steps (~4 min each on 2 cores)")
+    parser.add_argument("--limit", type=int, default=82, help="dev questions per model (2 per category)")
     parser.add_argument("--retention-limit", type=int, default=None, help="RetentionConfig.limit (default: its own)")
     parser.add_argument("--cache", type=Path, default=HERE / "out" / "align", help="where finished parts are kept")
     parser.add_argument("--fresh", action="store_true", help="ignore kept parts and run them again")
