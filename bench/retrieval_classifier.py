@@ -27,7 +27,7 @@ from retrieval import (
     recall_table,
 )
 
-from clauseloop.retrieval.classifier import CLASSIFIER_TUNE, fit_classifier, save_classifier
+from clauseloop.retrieval.classifier import fit_classifier, save_classifier
 from clauseloop.retrieval.embedding import Embedder
 from clauseloop.retrieval.fitting import fit_learned_queries
 from clauseloop.retrieval.index import IndexConfig, PassageIndex

@@ -18,8 +18,10 @@ adapter measures.
 
 ``method="kto"`` trains with TRL's ``KTOTrainer`` instead, on the same pairs taken apart (chosen = desirable,
 rejected = undesirable): KTO needs no pairing, so it is the method for feedback that is mostly lone thumbs. Its
-loss estimates a KL term from mismatched completions of a batch, so it needs ``batch_size`` ≥ 2. ORPO is left
-out: it lives in TRL's ``experimental`` package, whose API may change in any release.
+loss estimates a KL term from mismatched completions of a batch, so it needs ``batch_size`` ≥ 2.
+``method="orpo"`` uses ORPO (an SFT loss on the chosen answer plus an odds-ratio penalty on the rejected one, no
+reference model). TRL 1.16 ships it in ``trl.experimental``, whose API may change in any release: pin TRL when
+you rely on it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ logger = logging.getLogger(__name__)
 # TRL's DPO loss types that need only (prompt, chosen, rejected); "sft" is only meaningful combined with another
 LOSSES = ("sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "apo_zero",
           "apo_down", "discopop", "sigmoid_norm")
-METHODS = ("dpo", "kto")
+METHODS = ("dpo", "kto", "orpo")
 ROBUST_FLIP_RATE = 0.1  # the Robust DPO paper's typical assumed share of flipped preference labels
 REWARD_METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
 
@@ -61,8 +63,9 @@ class DPORunConfig:
         "The SFT adapter to continue (an SFT run's OUT/adapter); it is also the DPO reference policy."))
     from_base: bool = field(default=False, metadata=_help("Start a new LoRA on the base model instead (reference = "
                                                           "the base); for comparisons."))
-    method: str = field(default="dpo", metadata=_help("dpo (TRL's DPOTrainer on the pairs) or kto (KTOTrainer on "
-                                                      "the pairs taken apart; batch_size >= 2)."))
+    method: str = field(default="dpo", metadata=_help("dpo (TRL's DPOTrainer on the pairs), kto (KTOTrainer on "
+                                                      "the pairs taken apart; batch_size >= 2) or orpo (no "
+                                                      "reference model; TRL experimental)."))
     loss: str = field(default="sigmoid", metadata=_help(f"DPO loss type: {', '.join(LOSSES)}."))
     beta: float = field(default=0.1, metadata=_help("Strength of the pull towards the reference (higher: stays "
                                                     "closer; for ipo, the regulariser)."))
@@ -141,6 +144,11 @@ def _trainer(config: DPORunConfig, checkpoints: Path):
     from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
     common = _common_arguments(config, checkpoints)
+    if config.method == "orpo":
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        common.pop("precompute_ref_log_probs")  # ORPO has no reference model
+        return ORPOTrainer, ORPOConfig(**common, beta=config.beta)
     if config.method == "kto":
         return KTOTrainer, KTOConfig(**common, loss_type="kto", beta=config.beta)
     return DPOTrainer, DPOConfig(**common, padding_free=False, loss_type=[config.loss], beta=config.beta,

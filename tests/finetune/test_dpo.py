@@ -123,18 +123,21 @@ def test_bad_pairs_are_skipped_and_counted_through_the_cli(sft_adapter, tmp_path
 
 
 @pytest.mark.real_model
-def test_kto_trains_on_the_pairs_taken_apart_through_the_cli(sft_adapter, pairs_file, tmp_path):
+@pytest.mark.parametrize("method", ["kto", "orpo"])
+def test_kto_and_orpo_train_through_the_cli(method, sft_adapter, pairs_file, tmp_path):
     outcome = runner.invoke(app, ["finetune", "dpo", "--pairs", str(pairs_file), "--from", sft_adapter, "--out",
-                                  str(tmp_path / "run"), "--method", "kto", "--batch-size", "2", "--max-steps", "2",
+                                  str(tmp_path / "run"), "--method", method, "--batch-size", "2", "--max-steps", "2",
                                   "--max-length", "384", "--json"])
     assert outcome.exit_code == 0, outcome.output
     manifest = json.loads(outcome.stdout)
-    assert manifest["stage"] == "kto" and manifest["config"]["method"] == "kto"
+    assert manifest["stage"] == method and manifest["config"]["method"] == method
     assert manifest["metrics"]["steps"] == 2 and math.isfinite(manifest["metrics"]["train_loss"])
     assert sorted(p.name for p in (tmp_path / "run" / "adapter").iterdir()) == [
         "adapter_config.json", "adapter_model.safetensors", "manifest.json"]
-    code, message = dpo_cli("--pairs", str(pairs_file), "--from", sft_adapter, "--out", str(tmp_path / "o"),
-                            "--method", "kto")
+
+
+def test_kto_needs_a_batch_of_two(tmp_path):
+    code, message = dpo_cli("--pairs", "pairs.jsonl", "--from", "adapter", "--out", str(tmp_path), "--method", "kto")
     assert code == 2 and "batch_size >= 2" in message
 
 
