@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import time
+from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,10 +40,18 @@ HERE = Path(__file__).parent
 TARGETS = {"win_rate": 0.55, "retention_drop_points": 2.0}
 
 
-def train_contract_ids(data: Path) -> list[str]:
-    from clauseloop.data import load_cuad, split_of
+@lru_cache(maxsize=1)
+def cuad(data: Path):
+    """The data file, parsed once for every part."""
+    from clauseloop.data import load_cuad
 
-    return sorted(split_of(load_cuad(data), "train").contracts)
+    return load_cuad(data)
+
+
+def train_contract_ids(data: Path) -> list[str]:
+    from clauseloop.data import split_of
+
+    return sorted(split_of(cuad(data), "train").contracts)
 
 
 def rlaif_pairs(args) -> dict:
@@ -56,13 +65,12 @@ def rlaif_pairs(args) -> dict:
 
 def feedback_pairs(args) -> dict:
     """Reviews of the next train contracts, a simulated reviewer's thumbs-down with corrections, and their pairs."""
-    from clauseloop.data import load_cuad
     from clauseloop.feedback.pairs import write_feedback_pairs
     from clauseloop.feedback.store import FeedbackStore
     from clauseloop.loop.run import review_contract, reviewer_feedback
 
     def run() -> dict:
-        dataset, database = load_cuad(args.data), args.cache / "feedback.db"
+        dataset, database = cuad(args.data), args.cache / "feedback.db"
         database.unlink(missing_ok=True)
         chosen = train_contract_ids(args.data)[args.pair_contracts:args.pair_contracts + args.feedback_contracts]
         started, review_seconds = time.perf_counter(), []
@@ -113,13 +121,12 @@ def answer_of(nbest: list[dict]) -> str:
 
 def win_rate(args, sft_dir: Path, dpo_dir: Path) -> dict:
     """The judge's verdicts of DPO against SFT on the dev questions where their answers differ (both orders)."""
-    from clauseloop.data import load_cuad
     from clauseloop.engine.roles import make_lm
     from clauseloop.finetune.pairs import judge_pairs, verdict_of
     from clauseloop.finetune.rows import program_inputs
     from clauseloop.program.evaluation import build_program
 
-    dataset = load_cuad(args.data)
+    dataset = cuad(args.data)
     program = build_program("zero-shot", dataset)
     sft, tuned = (json.loads((d / "nbest.json").read_text()) for d in (sft_dir, dpo_dir))
     questions = {q.id: q for q in dataset.questions}
