@@ -11,6 +11,8 @@ changed file is flagged). ``from_adapter`` continues training an existing adapte
 
 CPU settings follow what was measured on this stack: TRL defaults to bf16 and gradient checkpointing, both wrong
 without a GPU (bf16 is emulated, 10-20x slower); packing forces padding-free batches meant for FlashAttention.
+The trainer is :class:`~clauseloop.finetune.completion_loss.CompletionOnlySFTTrainer`: TRL's, except that off CUDA
+the LM head projects the completion positions only (TRL's CPU path projects every prompt position too).
 """
 
 from __future__ import annotations
@@ -257,8 +259,8 @@ def train_sft(config: SFTRunConfig, *, callbacks: Sequence[Any] = ()) -> SFTResu
     or ``ValueError`` with the fix for a missing, empty or malformed dataset and a bad resume/adapter path.
     """
     from transformers import AutoTokenizer
-    from trl import SFTTrainer
 
+    from clauseloop.finetune.completion_loss import CompletionOnlySFTTrainer
     from clauseloop.finetune.sft_output import (
         TrainingProgress,
         adapter_manifest,
@@ -277,7 +279,7 @@ def train_sft(config: SFTRunConfig, *, callbacks: Sequence[Any] = ()) -> SFTResu
         _record_run_start(out, prepared.fingerprint, resuming=resume_from is not None)
         model, lora = _trainable_model(base_path, config)
         progress = TrainingProgress()
-        trainer = SFTTrainer(
+        trainer = CompletionOnlySFTTrainer(
             model=model, args=_trainer_arguments(config, checkpoints),
             train_dataset=training_dataset(prepared.file, out / "arrow"), processing_class=tokenizer,
             peft_config=lora, callbacks=[progress, *callbacks],
