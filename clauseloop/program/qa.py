@@ -5,7 +5,8 @@ LM to quote the clauses about the category verbatim (or say NONE), and grounds e
 (see :mod:`clauseloop.program.grounding`). Overlapping passages are shown once, merged; a last quote that the
 token budget cut off is completed to its sentence end from the contract (decoding is the dearest part of a review
 on CPU, copying from the contract is free). The prediction carries ``spans`` (``PredictedSpan`` with offsets and a
-confidence), the ``passages`` shown, the raw ``answer`` and ``dropped`` (quotes that could not be located).
+confidence), the ``passages`` shown, the raw ``answer``, ``dropped`` (quotes that could not be located), the LM's
+``certainty`` and its ``presence`` (1 - P(NONE) at the first answer token, None without log-probs).
 
 Confidence in [0, 1] = LM certainty × retrieval support:
 
@@ -49,6 +50,7 @@ class QAConfig:
     max_description_chars: int = 240  # the category description as the LM sees it
     max_tokens: int = 32  # the LM's answer budget; a quote cut by it is completed to its sentence end from the contract
     logprobs: bool = True  # ask the LM for token log-probs (confidence); ignored by LMs that cannot
+    top_logprobs: int = 5  # alternatives per token: P(NONE) at the answer's first token gives `presence`
     review_threads: int = 16  # concurrent requests in review(): the engine batches them
     # Answer "no clause" without the LM when the category's learned presence score for the contract is below its
     # cross-fitted threshold (clauseloop.retrieval.gate): most categories are absent from most contracts.
@@ -119,14 +121,45 @@ def format_passages(passages: Sequence[Any], text: str | None = None) -> str:
     return "\n".join(f"[{number}] {' '.join(e.split())}" for number, e in enumerate(excerpts, start=1))
 
 
-def token_logprobs(prediction: Any) -> list[float]:
-    """The completion's per-token log-probs as DSPy passes them on (OpenAI format), or [] when the LM gave none."""
+def _field(entry: Any, name: str) -> Any:
+    return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
+
+
+def logprob_entries(prediction: Any) -> list[Any]:
+    """The completion's per-token entries (``token``, ``logprob``, ``top_logprobs``) as DSPy passes them on
+    (OpenAI format), or [] when the LM gave none."""
     logprobs = getattr(prediction, "logprobs", None) or (prediction.get("logprobs") if isinstance(prediction, dict) else None)
-    content = logprobs.get("content") if isinstance(logprobs, dict) else getattr(logprobs, "content", None)
-    values = [
-        token.get("logprob") if isinstance(token, dict) else getattr(token, "logprob", None) for token in content or []
-    ]
+    return list(_field(logprobs, "content") or []) if logprobs else []
+
+
+def token_logprobs(prediction: Any) -> list[float]:
+    """The completion's per-token log-probs, or [] when the LM gave none."""
+    values = [_field(entry, "logprob") for entry in logprob_entries(prediction)]
     return [float(v) for v in values if isinstance(v, (int, float))]
+
+
+_NONE_PREFIXES = {"N", "NO", "NON", "NONE"}  # how a reply that starts "NONE" can begin, token by token
+
+
+def answer_presence(prediction: Any) -> float | None:
+    """1 - P(the answer is NONE): the LM's probability, at the first token of its answer, of starting anything but
+    NONE, from the chosen token and its ``top_logprobs``. None when the LM gave no log-probs or no answer header.
+
+    The LM's own judgement that the contract has such a clause: what ranks questions against each other in CUAD's
+    pooled AUPR, where the token certainty only says how sure the LM was of the words it copied. Not yet part of
+    the span confidence: the shipped student's presence barely separates questions with a clause from those
+    without (``bench/confidence.py``).
+    """
+    text = ""
+    for entry in logprob_entries(prediction):
+        if "]]" in text and text.endswith("\n"):  # the first token after the output field's [[ ## … ## ]] header
+            choices = {_field(entry, "token"): _field(entry, "logprob")}
+            choices.update({_field(top, "token"): _field(top, "logprob") for top in _field(entry, "top_logprobs") or []})
+            none = sum(math.exp(lp) for token, lp in choices.items()
+                       if isinstance(lp, (int, float)) and str(token).strip() in _NONE_PREFIXES)
+            return max(0.0, 1.0 - none)
+        text += str(_field(entry, "token") or "")
+    return None
 
 
 def lm_certainty(prediction: Any) -> float:
@@ -182,10 +215,22 @@ class ContractQA(dspy.Module):
         if self.config.gate and category in CATEGORY_NAMES and not self._gate().allows(contract, category):
             return dspy.Prediction(spans=[], passages=[], answer="NONE", dropped=0, parse_failed=False, gated=True)
         passages = self.retrieve(contract, category, question)
+        answer, certainty, presence, parse_failed, was_cut = self._ask(contract, category, question, passages)
+        windows = [(p.start, p.end) for p in passages]
+        located, dropped = ground(answer, contract.text, windows, answer_was_cut=was_cut)
+        spans = [
+            PredictedSpan(s.text, s.start, s.end, round(certainty * retrieval_support(s.start, s.end, passages), 6))
+            for s in located
+        ]
+        return dspy.Prediction(spans=spans, passages=passages, answer=answer, dropped=dropped,
+                               parse_failed=parse_failed, certainty=certainty, presence=presence)
+
+    def _ask(self, contract: Contract, category: str | None, question: str | None, passages: Sequence[Any]):
+        """(answer, certainty, presence, parse_failed, was_cut) of one LM call over the passages."""
         # Stop at the adapter's end marker: small LMs otherwise repeat themselves up to max_tokens.
         lm_kwargs = {"max_tokens": self.config.max_tokens, "stop": ["[[ ## completed"]}
         if self.config.logprobs:
-            lm_kwargs["logprobs"] = True
+            lm_kwargs.update(logprobs=True, top_logprobs=self.config.top_logprobs)
         # Without a configured adapter, no JSON retry: a small LM that ignores the chat format rarely writes
         # JSON either, and the retry doubles the cost. Its raw reply is still grounded below.
         adapter = dspy.settings.adapter or dspy.ChatAdapter(use_json_adapter_fallback=False)
@@ -196,21 +241,12 @@ class ContractQA(dspy.Module):
                     passages=format_passages(passages, contract.text),
                     config=lm_kwargs,
                 )
-            answer, certainty, parse_failed = prediction.clauses, lm_certainty(prediction), False
-            # The log-probs list one entry per generated token: a full budget means the last quote was cut.
-            was_cut = len(token_logprobs(prediction)) >= self.config.max_tokens
         except AdapterParseError as error:
-            answer, certainty, parse_failed, was_cut = str(error.lm_response or ""), 0.5, True, False
             logger.debug("unparseable answer for %s / %s; grounding the raw reply", contract.id, category)
-        windows = [(p.start, p.end) for p in passages]
-        located, dropped = ground(answer, contract.text, windows, answer_was_cut=was_cut)
-        spans = [
-            PredictedSpan(s.text, s.start, s.end, round(certainty * retrieval_support(s.start, s.end, passages), 6))
-            for s in located
-        ]
-        return dspy.Prediction(
-            spans=spans, passages=passages, answer=answer, dropped=dropped, parse_failed=parse_failed
-        )
+            return str(error.lm_response or ""), 0.5, None, True, False
+        # The log-probs list one entry per generated token: a full budget means the last quote was cut.
+        was_cut = len(token_logprobs(prediction)) >= self.config.max_tokens
+        return prediction.clauses, lm_certainty(prediction), answer_presence(prediction), False, was_cut
 
     def _gate(self) -> Any:
         if self.shared.gate is None:

@@ -12,6 +12,7 @@ from dspy.utils import DummyLM
 from clauseloop.program.qa import (
     ContractQA,
     QAConfig,
+    answer_presence,
     category_prompt,
     format_passages,
     lm_certainty,
@@ -72,6 +73,26 @@ def test_deepcopy_shares_contracts_and_save_load_roundtrip(demo_dataset, tmp_pat
     restored = ContractQA(demo_dataset.contracts)
     restored.load(str(path))
     assert restored.extract.demos[0]["clauses"] == "A"
+
+
+def header_then(first: dict) -> dict:
+    """Log-probs of a reply "[[ ## clauses ## ]]\n<first>…" as DSPy passes them on."""
+    header = [{"token": t, "logprob": -0.01} for t in ("[[", " ##", " clauses", " ##", " ]", "]", "\n")]
+    return {"content": [*header, first, {"token": "ONE", "logprob": -0.01}]}
+
+
+def test_presence_is_one_minus_the_chance_of_starting_none():
+    import math
+
+    quoting = {"token": "This", "logprob": math.log(0.7),
+               "top_logprobs": [{"token": "This", "logprob": math.log(0.7)}, {"token": "N", "logprob": math.log(0.2)},
+                                {"token": "The", "logprob": math.log(0.05)}]}
+    assert answer_presence(dspy.Prediction(logprobs=header_then(quoting))) == pytest.approx(0.8)
+    declining = {"token": "N", "logprob": math.log(0.9), "top_logprobs": [{"token": "N", "logprob": math.log(0.9)}]}
+    assert answer_presence(dspy.Prediction(logprobs=header_then(declining))) == pytest.approx(0.1)
+    assert answer_presence(dspy.Prediction(clauses="x")) is None  # no log-probs
+    no_header = {"content": [{"token": "N", "logprob": -0.1}, {"token": "ONE", "logprob": -0.1}]}
+    assert answer_presence(dspy.Prediction(logprobs=no_header)) is None
 
 
 def test_confidence_parts():
