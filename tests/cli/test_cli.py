@@ -75,7 +75,7 @@ def test_models_prepare_and_generate_real(smollm2_dir):
 
 @pytest.mark.real_model
 def test_main_job_runs_offline(smollm2_dir, tmp_path):
-    result = invoke("run", "--json", "--limit", "41", "--out", str(tmp_path), "--no-loop")  # the loop: tests/loop
+    result = invoke("run", "--json", "--limit", "12", "--out", str(tmp_path), "--no-loop")  # the loop: tests/loop
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["stats"]["contracts"] >= 6
@@ -86,7 +86,7 @@ def test_main_job_runs_offline(smollm2_dir, tmp_path):
     assert not set(review["gated"]) & set(review["spans"])  # a gated category has no spans
     assert set(report["evaluation"]) == {"retrieval", "zero-shot"}
     for row in report["evaluation"].values():
-        assert row["questions"] == 41 and 0.0 <= row["f1"] <= 1.0
+        assert row["questions"] == 12 and 0.0 <= row["f1"] <= 1.0
         assert (tmp_path / Path(row["report"]).relative_to(tmp_path)).is_file()
 
 
