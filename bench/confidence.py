@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -62,6 +63,7 @@ def answer_features(prediction) -> dict:
     passages = list(prediction.passages)
     return {
         "gated": bool(getattr(prediction, "gated", False)),
+        "dropped": int(getattr(prediction, "dropped", 0) or 0),
         "presence": getattr(prediction, "presence", None),
         "certainty": getattr(prediction, "certainty", None),
         "spans": [{"text": s.text, "support": retrieval_support(s.start, s.end, passages)} for s in prediction.spans],
@@ -151,12 +153,20 @@ def presence_auc(records: list[dict]) -> float | None:
     return round(wins / (len(positives) * len(negatives)), 4)
 
 
+def dropped_span_rate(records: list[dict]) -> float | None:
+    """Quotes the student wrote that could not be found in the contract, over all its quotes."""
+    dropped = sum(r.get("dropped", 0) for r in records)
+    quotes = dropped + sum(len(r["spans"]) for r in records)
+    return round(dropped / quotes, 4) if quotes else None
+
+
 def markdown(result: dict) -> str:
     lines = ["### Span confidence of the student (`bench/confidence.py`)", "",
              f"{result['questions']} questions ({result['with_clause']} with a clause) from {result['contracts']} "
              f"{result['split']} contracts, reviewed by `{result['student']}` with the presence gate on "
              f"({result['gated']} gated, {result['asked']} asked). Student presence AUC on the asked questions: "
-             f"{result['presence_auc']}. Chosen on held-out train contracts, confirmed once on dev.", "",
+             f"{result['presence_auc']}; dropped-span rate {result.get('dropped_span_rate')}. Chosen on held-out train "
+             "contracts, confirmed once on dev.", "",
              "| rule | AUPR | 95 % CI | P@80R |", "|---|---|---|---|"]
     for rule, row in result["rules"].items():
         lines.append(f"| {rule} | {row['aupr']:.3f} | [{row['aupr_ci'][0]:.3f}, {row['aupr_ci'][1]:.3f}] | "
@@ -172,15 +182,21 @@ def main() -> None:
     parser.add_argument("--exclude-rows", type=Path, default=HERE.parent / "runs" / "sft" / "gold-v1.jsonl",
                         help="SFT rows whose contracts are left out (the shipped adapter's training rows)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--student", default=None, help="model string of another student (default: the student role), "
+                        "e.g. smollm2-135m-instruct+runs/sft/student-2/adapter")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/confidence[-dev].json")
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if args.student:
+        os.environ["CLAUSELOOP_STUDENT"] = args.student  # the student role, as `make_lm("student")` reads it
     from clauseloop.data import load_cuad
     from clauseloop.engine.roles import load_roles
 
     dataset = load_cuad(str(args.data))
     contracts = held_out_contracts(dataset, args.split, args.exclude_rows, args.contracts, args.seed)
-    cache = HERE / "out" / "confidence" / f"{args.split}-{len(contracts)}-{args.seed}.jsonl"
+    student = load_roles().student.model
+    tag = "" if student == "clauseloop-student" else "-" + re.sub(r"[^A-Za-z0-9.]+", "-", student)[-60:]
+    cache = HERE / "out" / "confidence" / f"{args.split}-{len(contracts)}-{args.seed}{tag}.jsonl"
     if cache.is_file():
         records = [json.loads(line) for line in cache.open()]
     else:
@@ -189,10 +205,10 @@ def main() -> None:
         cache.write_text("".join(json.dumps(r) + "\n" for r in records))
     result = {"split": args.split, "contracts": len(contracts), "questions": len(records),
               "with_clause": sum(bool(r["gold"]) for r in records), "gated": sum(r["gated"] for r in records),
-              "asked": sum(not r["gated"] for r in records), "student": load_roles().student.model,
-              "presence_auc": presence_auc(records),
+              "asked": sum(not r["gated"] for r in records), "student": student,
+              "presence_auc": presence_auc(records), "dropped_span_rate": dropped_span_rate(records),
               "rules": score_rules(records, category_prior(dataset, {c.id for c in contracts}))}
-    out = args.out or HERE / "results" / f"confidence{'' if args.split == 'train' else '-dev'}.json"
+    out = args.out or HERE / "results" / f"confidence{'' if args.split == 'train' else '-dev'}{tag}.json"
     write_results(out, result, markdown(result))
 
 
