@@ -117,15 +117,17 @@ def question_factor(record: dict, rule: str, prior: dict[str, float]) -> float:
 
 
 def nbest_of(record: dict, rule: str, prior: dict[str, float]) -> list[dict]:
+    """The question's official nbest list under ``rule`` (``export.nbest_entries``: ranked, deduplicated)."""
+    from clauseloop.program.export import nbest_entries
+
     factor = question_factor(record, rule, prior)
-    passages = [{"text": p["text"], "probability": round(factor * p["support"], 6)} for p in record["passages"]]
+    passages = [{"text": p["text"], "confidence": factor * p["support"]} for p in record["passages"]]
+    spans = [{"text": s["text"], "confidence": factor * s["support"]} for s in record["spans"]]
     if rule.endswith("passages only"):
-        entries = passages
-    else:
-        entries = [{"text": s["text"], "probability": round(factor * s["support"], 6)} for s in record["spans"]]
-        if rule.endswith("+ passages") and not entries:
-            entries = [{**p, "probability": round(p["probability"] / 2, 6)} for p in passages]
-    return entries or [{"text": "", "probability": 1.0}]
+        spans = passages
+    elif rule.endswith("+ passages") and not spans:
+        spans = [{**p, "confidence": p["confidence"] / 2} for p in passages]
+    return nbest_entries(spans)
 
 
 def score_rules(records: list[dict], prior: dict[str, float]) -> dict:
