@@ -216,6 +216,7 @@ def train_dpo(config: DPORunConfig, *, callbacks: Sequence[Any] = ()) -> DPOResu
     from clauseloop.finetune.sft_output import (
         TrainingProgress,
         adapter_manifest,
+        parent_lineage,
         write_adapter,
     )
 
@@ -227,6 +228,7 @@ def train_dpo(config: DPORunConfig, *, callbacks: Sequence[Any] = ()) -> DPOResu
         base_path = prepare(config.base_model).path
         tokenizer = AutoTokenizer.from_pretrained(base_path)
         prepared = prepare_preference_rows(config.pairs, tokenizer, config.max_length, out / "train-pairs.jsonl")
+        lineage = parent_lineage(config.from_adapter)
         _record_run_start(out, prepared.fingerprint, resuming=resume_from is not None)
         model, lora = _trainable_model(base_path, config)
         progress = TrainingProgress()
@@ -242,7 +244,8 @@ def train_dpo(config: DPORunConfig, *, callbacks: Sequence[Any] = ()) -> DPOResu
         metrics = {**progress.summary(trainer.state, output.training_loss),
                    **_last_logged(trainer.state.log_history, REWARD_METRICS)}
         manifest = adapter_manifest(config=asdict(config), base_path=base_path,
-                                    dataset={**prepared.fingerprint, **prepared.summary}, metrics=metrics)
+                                    dataset={**prepared.fingerprint, **prepared.summary}, metrics=metrics,
+                                    lineage=lineage)
         manifest.update(stage=config.method, reference="base" if config.from_base else config.from_adapter)
         adapter_dir = write_adapter(_policy_only(trainer.model), out / "adapter", manifest,
                                     base_name=config.base_model)

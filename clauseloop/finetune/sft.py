@@ -264,6 +264,7 @@ def train_sft(config: SFTRunConfig, *, callbacks: Sequence[Any] = ()) -> SFTResu
     from clauseloop.finetune.sft_output import (
         TrainingProgress,
         adapter_manifest,
+        parent_lineage,
         write_adapter,
     )
 
@@ -276,6 +277,7 @@ def train_sft(config: SFTRunConfig, *, callbacks: Sequence[Any] = ()) -> SFTResu
         base_path = prepare(config.base_model).path
         tokenizer = AutoTokenizer.from_pretrained(base_path)
         prepared, data_summary = _prepare_rows(config, tokenizer, out)
+        lineage = parent_lineage(config.from_adapter)
         _record_run_start(out, prepared.fingerprint, resuming=resume_from is not None)
         model, lora = _trainable_model(base_path, config)
         progress = TrainingProgress()
@@ -290,7 +292,7 @@ def train_sft(config: SFTRunConfig, *, callbacks: Sequence[Any] = ()) -> SFTResu
         metrics = progress.summary(trainer.state, output.training_loss)
         manifest = adapter_manifest(
             config=asdict(config), base_path=base_path, dataset={**prepared.fingerprint, **data_summary},
-            metrics=metrics,
+            metrics=metrics, lineage=lineage,
         )
         adapter_dir = write_adapter(trainer.model, out / "adapter", manifest, base_name=config.base_model)
     logger.info("adapter written to %s (%s)", adapter_dir, metrics)

@@ -111,8 +111,30 @@ def library_versions() -> dict[str, str]:
             "peft": peft.__version__, "clauseloop": clauseloop.__version__}
 
 
-def adapter_manifest(*, config: dict, base_path: str, dataset: dict, metrics: dict) -> dict[str, Any]:
-    return {
+def lineage_entry(manifest: dict[str, Any]) -> dict[str, Any]:
+    """One training run of an adapter's history: what it trained on and how much."""
+    dataset, metrics, config = (manifest.get(key, {}) for key in ("dataset", "metrics", "config"))
+    per_step = (config.get("batch_size") or 0) * (config.get("gradient_accumulation") or 0)
+    return {"stage": manifest.get("stage", "sft"), "created": manifest.get("created"), "data": dataset.get("path"),
+            "sha256": dataset.get("sha256"), "dataset_rows": dataset.get("rows_trained", dataset.get("rows")),
+            "replay_rows": dataset.get("replay_rows"), "steps": metrics.get("steps"),
+            "rows_seen": (metrics.get("steps") or 0) * per_step, "tokens": metrics.get("tokens")}
+
+
+def parent_lineage(from_adapter: str | None) -> list[dict[str, Any]]:
+    """The runs behind the adapter a run continues (read before training: that directory may be replaced later,
+    e.g. when the continued adapter is shipped over it); empty for a new adapter or one from elsewhere."""
+    if not from_adapter or not (Path(from_adapter).expanduser() / MANIFEST).is_file():
+        return []
+    parent = read_manifest(Path(from_adapter).expanduser())
+    return [*parent.get("lineage", []), lineage_entry(parent)]
+
+
+def adapter_manifest(*, config: dict, base_path: str, dataset: dict, metrics: dict,
+                     lineage: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The manifest of a trained adapter; ``lineage`` (:func:`parent_lineage`) lists the runs it continued, and
+    ``seen`` totals what all of them and this one trained on."""
+    manifest = {
         "format": FORMAT,
         "base_model": config["base_model"],
         "base_sha256": base_weights_sha256(base_path),
@@ -122,7 +144,15 @@ def adapter_manifest(*, config: dict, base_path: str, dataset: dict, metrics: di
         "versions": library_versions(),
         "metrics": metrics,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "lineage": list(lineage),
     }
+    runs = [*lineage, lineage_entry(manifest)]
+    return {**manifest, "seen": seen_totals(runs)}
+
+
+def seen_totals(runs: list[dict[str, Any]]) -> dict[str, int]:
+    """Rows (domain and replay, counted each time a step used them) and tokens an adapter's runs trained on."""
+    return {"runs": len(runs), **{key: sum(run.get(key) or 0 for run in runs) for key in ("rows_seen", "tokens")}}
 
 
 def _save_adapter_files(model, directory: Path, base_name: str) -> None:
