@@ -27,6 +27,7 @@ rule is chosen where the student has not seen the answers, then confirmed once o
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -176,6 +177,18 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def weights_digest() -> str:
+    """The student role's adapter weights, hashed: a cache of answers is reused only for the adapter that gave them
+    (the shipped ``clauseloop-student`` changes when a new adapter is shipped or promoted)."""
+    from clauseloop.engine.roles import load_roles
+    from clauseloop.models.store import resolve_alias
+
+    model = load_roles().student.model
+    base, adapter = resolve_alias(model) if "+" not in model else model.split("+", 1)
+    weights = Path(adapter) / "adapter_model.safetensors" if adapter else None
+    return hashlib.sha256(weights.read_bytes()).hexdigest()[:12] if weights and weights.is_file() else base
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -198,7 +211,7 @@ def main() -> None:
     contracts = held_out_contracts(dataset, args.split, args.exclude_rows, args.contracts, args.seed)
     student = load_roles().student.model
     tag = "" if student == "clauseloop-student" else "-" + re.sub(r"[^A-Za-z0-9.]+", "-", student)[-60:]
-    cache = HERE / "out" / "confidence" / f"{args.split}-{len(contracts)}-{args.seed}{tag}.jsonl"
+    cache = HERE / "out" / "confidence" / f"{args.split}-{len(contracts)}-{args.seed}{tag}-{weights_digest()}.jsonl"
     if cache.is_file():
         records = [json.loads(line) for line in cache.open()]
     else:
