@@ -70,9 +70,13 @@ def met(ok: bool | None) -> str:
 
 
 def weights_stamp(model: str) -> str | None:
-    """Size and mtime of a ``BASE+ADAPTER`` string's adapter weights: an adapter retrained in place is not reused."""
-    weights = Path(model.partition("+")[2]) / "adapter_model.safetensors"
-    return f"{weights.stat().st_size}-{weights.stat().st_mtime_ns}" if "+" in model and weights.is_file() else None
+    """Size and mtime of the adapter weights a model string runs (``BASE+ADAPTER``, or ``clauseloop-student``: the
+    shipped or promoted adapter): an adapter retrained, shipped or promoted in place is not reused."""
+    from clauseloop.models.store import resolve_alias
+
+    adapter = model.partition("+")[2] if "+" in model else resolve_alias(model)[1]
+    weights = Path(adapter) / "adapter_model.safetensors" if adapter else None
+    return f"{weights.stat().st_size}-{weights.stat().st_mtime_ns}" if weights and weights.is_file() else None
 
 
 def eval_programs(student: str, compiled: Path | None) -> dict[str, tuple[str, str]]:
@@ -90,7 +94,7 @@ def evaluate_one(name: str, program: str, lm: str, args) -> dict:
     out = args.cache / f"eval-{slug(name)}"
     config = EvalConfig(program=program, data=str(args.data), split="dev", limit=args.limit, lm=lm, out_dir=str(out),
                         export_nbest=str(out / "nbest.json"))  # each question's answer, for pairwise judging
-    path, stamp = out / "report.json", {"weights": weights_stamp(lm)}
+    path, stamp = out / "report.json", {"weights": weights_stamp(lm) if program != "retrieval" else None}
     report = json.loads(path.read_text()) if path.is_file() and not args.fresh else None
     stale = report is None or "lm_usage" not in report or not (out / "nbest.json").is_file() or any(
         report["config"].get(key) != getattr(config, key) for key in EVAL_SETTINGS)
