@@ -181,10 +181,9 @@ def weights_digest() -> str:
     """The student role's adapter weights, hashed: a cache of answers is reused only for the adapter that gave them
     (the shipped ``clauseloop-student`` changes when a new adapter is shipped or promoted)."""
     from clauseloop.engine.roles import load_roles
-    from clauseloop.models.store import resolve_alias
+    from clauseloop.models.load import split_adapter
 
-    model = load_roles().student.model
-    base, adapter = resolve_alias(model) if "+" not in model else model.split("+", 1)
+    base, adapter = split_adapter(load_roles().student.model)
     weights = Path(adapter) / "adapter_model.safetensors" if adapter else None
     return hashlib.sha256(weights.read_bytes()).hexdigest()[:12] if weights and weights.is_file() else base
 

@@ -72,9 +72,9 @@ def met(ok: bool | None) -> str:
 def weights_stamp(model: str) -> str | None:
     """Size and mtime of the adapter weights a model string runs (``BASE+ADAPTER``, or ``clauseloop-student``: the
     shipped or promoted adapter): an adapter retrained, shipped or promoted in place is not reused."""
-    from clauseloop.models.store import resolve_alias
+    from clauseloop.models.load import split_adapter
 
-    adapter = model.partition("+")[2] if "+" in model else resolve_alias(model)[1]
+    adapter = split_adapter(model)[1]
     weights = Path(adapter) / "adapter_model.safetensors" if adapter else None
     return f"{weights.stat().st_size}-{weights.stat().st_mtime_ns}" if weights and weights.is_file() else None
 

@@ -151,7 +151,7 @@ def test_from_adapter_continues_training_it_through_the_cli(full_run, data_file,
     assert outcome.exit_code == 0, outcome.output
     manifest = json.loads(outcome.stdout)  # training chatter goes to stderr: stdout is the manifest alone
     assert manifest["from_adapter"] == trained.adapter_dir and manifest["metrics"]["steps"] == 2
-    # its history stays with it, even after the adapter it continued is replaced
+    # the run it continued is in its history, and `seen` totals both runs
     assert [run["sha256"] for run in manifest["lineage"]] == [trained.manifest["dataset"]["sha256"]]
     rows_per_step = manifest["config"]["batch_size"] * manifest["config"]["gradient_accumulation"]
     assert manifest["seen"] == {"runs": 2, "rows_seen": STEPS * 1 + 2 * rows_per_step,  # tiny_config: 1 row a step
